@@ -1,0 +1,232 @@
+"""Run lab containers: systemd nodes, a package server, PostgreSQL and HAProxy, on one Docker network.
+
+Every object carries the lab's prefix (``$POSITOPS_LAB``, default ``positops``) in its name and the label
+``positops.lab=<prefix>``, so several labs can run side by side and ``Lab.destroy()`` removes exactly one of them.
+
+    lab = Lab("it")
+    pkgs = lab.start_package_server()             # serves build/debs/ at http://it-pkgs/
+    db = lab.start_postgres()                      # PostgreSQL 15, reachable as it-db:5432
+    url = lab.create_database("rspm", "rspm", "secret")
+    node = lab.start_node("pm1", volumes={lab.volume("shared"): "/srv/shared"})
+    node.install_package(pkgs, "rstudio-pm_2023.12.0-13_amd64.deb")
+    node.exec("systemctl is-active rstudio-pm")
+    lab.destroy()
+"""
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import time
+
+from tests.lab import image
+
+REPO = image.REPO
+DEBS_DIR = REPO / "build" / "debs"
+SYSTEMD_RUN_OPTS = ("--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+                    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def docker(*args, check=True, input=None, timeout=300):
+    proc = subprocess.run(("docker",) + tuple(args), capture_output=True, text=True, input=input,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise LabError("docker %s failed (rc=%s): %s" % (" ".join(args), proc.returncode, proc.stderr.strip()))
+    return proc
+
+
+def build_debs(dest=DEBS_DIR):
+    """Build the emulator's .deb packages (seconds) into ``dest`` and return the file names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["bash", str(REPO / "tests" / "emulator" / "build.sh"), str(dest)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return sorted(p.name for p in dest.glob("*.deb"))
+
+
+def deb_file(package, version):
+    """The file name the vendor uses for a package version (Workbench joins with dashes)."""
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if package == "rstudio-workbench":
+        return "%s-%s-%s.deb" % (package, version, arch)
+    return "%s_%s_%s.deb" % (package, version, arch)
+
+
+class Node:
+    """One container of the lab. ``name`` is the short name, also its host name and DNS alias."""
+
+    def __init__(self, lab, name):
+        self.lab = lab
+        self.name = name
+        self.container = lab.container_name(name)
+
+    def exec(self, command, check=True, user=None, env=None, timeout=300, input=None):
+        """Run a shell command in the container; return the CompletedProcess (text)."""
+        args = ["exec", "-i"]
+        if user:
+            args += ["-u", user]
+        for key, value in (env or {}).items():
+            args += ["-e", "%s=%s" % (key, value)]
+        args += [self.container, "bash", "-c", command]
+        proc = docker(*args, check=False, timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise LabError("%s: `%s` failed (rc=%s)\nstdout: %s\nstderr: %s" % (
+                self.name, command, proc.returncode, proc.stdout.strip(), proc.stderr.strip()))
+        return proc
+
+    def output(self, command, **kwargs):
+        return self.exec(command, **kwargs).stdout.strip()
+
+    def ip(self):
+        data = json.loads(docker("inspect", self.container).stdout)[0]
+        return data["NetworkSettings"]["Networks"][self.lab.network]["IPAddress"]
+
+    def write_file(self, path, content, mode="0644"):
+        self.exec("mkdir -p %s && cat > %s && chmod %s %s" % (
+            shlex.quote(str(pathlib.PurePosixPath(path).parent)), shlex.quote(path), mode, shlex.quote(path)),
+            input=content)
+
+    def read_file(self, path):
+        return self.exec("cat %s" % shlex.quote(path)).stdout
+
+    def wait_for_systemd(self, timeout=60):
+        """Wait until systemd has finished booting (running or degraded)."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.exec("systemctl is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        raise LabError("%s: systemd did not finish booting in %ss (state %r)" % (self.name, timeout, state))
+
+    def install_package(self, package_server, file_name):
+        """Download a .deb from the package server and install it the way an operator does."""
+        url = "http://%s/%s" % (package_server.name, file_name)
+        self.exec("cd /tmp && curl -fsSLO %s && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./%s" % (
+            shlex.quote(url), shlex.quote(file_name)))
+
+    def journal(self, unit, lines=200):
+        return self.output("journalctl -u %s --no-pager -n %d -o cat" % (shlex.quote(unit), lines), check=False)
+
+    def wait_until(self, command, timeout=60, interval=0.5):
+        """Poll a shell command in the container until it succeeds; return its stdout."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            last = self.exec(command, check=False)
+            if last.returncode == 0:
+                return last.stdout
+            if time.monotonic() >= deadline:
+                raise LabError("%s: `%s` did not succeed in %ss; last rc=%s stdout=%s stderr=%s" % (
+                    self.name, command, timeout, last.returncode, last.stdout.strip(), last.stderr.strip()))
+            time.sleep(interval)
+
+    def stop(self):
+        docker("stop", "-t", "5", self.container)
+
+    def kill(self):
+        docker("kill", self.container)
+
+    def start(self):
+        docker("start", self.container)
+
+
+class Lab:
+    def __init__(self, prefix=None):
+        self.prefix = prefix or os.environ.get("POSITOPS_LAB", "positops")
+        self.network = "%s-net" % self.prefix
+        self.label = "positops.lab=%s" % self.prefix
+
+    def container_name(self, name):
+        return "%s-%s" % (self.prefix, name)
+
+    def volume(self, name):
+        """A named volume of this lab (created on first use by Docker)."""
+        return "%s-%s" % (self.prefix, name)
+
+    def node(self, name):
+        return Node(self, name)
+
+    def ensure_network(self):
+        if docker("network", "inspect", self.network, check=False).returncode != 0:
+            docker("network", "create", "--label", self.label, self.network)
+
+    def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True):
+        """Start a systemd container (or ``command`` instead of systemd) named ``<prefix>-<name>``."""
+        self.ensure_network()
+        node = Node(self, name)
+        docker("rm", "-f", "-v", node.container, check=False)
+        args = ["run", "-d", "--name", node.container, "--hostname", name, "--network", self.network,
+                "--network-alias", name, "--label", self.label]
+        if command is None:
+            args += list(SYSTEMD_RUN_OPTS)
+        for source, target in (volumes or {}).items():
+            if not str(source).startswith("/"):
+                docker("volume", "create", "--label", self.label, str(source))
+            args += ["-v", "%s:%s" % (source, target)]
+        for key, value in (env or {}).items():
+            args += ["-e", "%s=%s" % (key, value)]
+        args.append(image_tag or image.build())
+        if command:
+            args += list(command)
+        docker(*args)
+        if command is None and boot:
+            node.wait_for_systemd()
+        return node
+
+    def start_package_server(self, debs_dir=DEBS_DIR, name="pkgs"):
+        """A plain HTTP server over the .deb directory, like the vendor's download site."""
+        node = self.start_node(name, volumes={str(debs_dir): "/srv/packages:ro"},
+                               command=["python3", "-m", "http.server", "80", "--directory", "/srv/packages"])
+        node.wait_until("python3 -c \"import urllib.request; urllib.request.urlopen('http://localhost/')\"",
+                        timeout=30)
+        return node
+
+    def start_postgres(self, name="db", superuser_password="lab-superuser"):
+        """PostgreSQL 15 from Debian's package, listening on the lab network with password authentication."""
+        node = self.start_node(name)
+        node.exec(
+            "set -e; conf=/etc/postgresql/15/main;"
+            " echo \"listen_addresses = '*'\" >> $conf/postgresql.conf;"
+            " echo 'host all all 0.0.0.0/0 scram-sha-256' >> $conf/pg_hba.conf;"
+            " systemctl enable --now postgresql@15-main >/dev/null 2>&1;"
+            " for i in $(seq 60); do pg_isready -q && break; sleep 0.5; done; pg_isready")
+        node.exec("psql -v ON_ERROR_STOP=1 -c \"ALTER ROLE postgres PASSWORD '%s'\"" % superuser_password,
+                  user="postgres")
+        self.postgres = node
+        return node
+
+    def create_database(self, name, owner, password, db_node=None):
+        """Create a role and a database it owns; return its postgres:// URL as seen from the lab network."""
+        db_node = db_node or self.postgres
+        sql = ("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{o}') THEN "
+               "CREATE ROLE \"{o}\" LOGIN PASSWORD '{p}'; END IF; END$$;").format(o=owner, p=password)
+        db_node.exec("psql -v ON_ERROR_STOP=1 -c %s" % shlex.quote(sql), user="postgres")
+        exists = db_node.output("psql -tAc \"SELECT 1 FROM pg_database WHERE datname = '%s'\"" % name,
+                                user="postgres")
+        if exists != "1":
+            db_node.exec("createdb -O %s %s" % (shlex.quote(owner), shlex.quote(name)), user="postgres")
+        return "postgres://%s:%s@%s:5432/%s?sslmode=disable" % (owner, password, db_node.name, name)
+
+    def start_haproxy(self, config, name="lb"):
+        """HAProxy from Debian's package with the given configuration, validated before start."""
+        node = self.start_node(name)
+        node.write_file("/etc/haproxy/haproxy.cfg", config)
+        node.exec("haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl enable --now haproxy >/dev/null 2>&1")
+        return node
+
+    def destroy(self):
+        """Remove every container, network and volume of this lab."""
+        ids = docker("ps", "-aq", "--filter", "label=" + self.label).stdout.split()
+        if ids:
+            docker("rm", "-f", "-v", *ids)
+        docker("network", "rm", self.network, check=False)
+        volumes = docker("volume", "ls", "-q", "--filter", "label=" + self.label).stdout.split()
+        if volumes:
+            docker("volume", "rm", "-f", *volumes, check=False)
