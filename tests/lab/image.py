@@ -91,6 +91,8 @@ def build(force=False, log=sys.stderr):
         if image_exists(tag) and not force:
             return tag
         rootfs = pathlib.Path(tempfile.mkdtemp(prefix="rootfs-", dir=BUILD_DIR))
+        # mkdtemp makes 0700; this directory becomes the image's "/", which every user must traverse.
+        rootfs.chmod(0o755)
         try:
             print("building %s with debootstrap (about two minutes)" % tag, file=log)
             subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE,
