@@ -1,0 +1,156 @@
+"""One small database API over SQLite (a file path) or PostgreSQL (a postgres:// URL).
+
+    db = connect("postgres://user:pw@host:5432/name?sslmode=disable")   # or connect("/var/lib/x/db/x.sqlite")
+    db.execute("INSERT INTO t (a) VALUES (?)", (1,))     # -> rowcount; placeholders are always ?
+    rows = db.query("SELECT a FROM t WHERE a > ?", (0,)) # -> list of tuples
+    row = db.query_one("SELECT count(*) FROM t")         # -> tuple or None
+    with db.transaction():                               # BEGIN IMMEDIATE on SQLite, BEGIN on PostgreSQL
+        ...
+    db.close()
+
+SQL is written in the common subset (TEXT, INTEGER, REAL, ``INSERT ... ON CONFLICT``). The connection is shared by
+the threads of a daemon behind a lock, which is plenty for an emulator. Errors surface as ``DatabaseError`` with
+the provider and a readable message.
+"""
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+try:
+    import psycopg
+except ImportError:  # only PostgreSQL needs it; SQLite-only nodes work without it
+    psycopg = None
+
+
+class DatabaseError(Exception):
+    pass
+
+
+def is_postgres_url(url):
+    return str(url).startswith(("postgres://", "postgresql://"))
+
+
+def redact(url):
+    """A URL with its password hidden, for log lines."""
+    import re
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", str(url))
+
+
+def connect(url_or_path, connect_timeout=10):
+    if is_postgres_url(url_or_path):
+        return Database("postgres", url_or_path, connect_timeout)
+    return Database("sqlite", url_or_path, connect_timeout)
+
+
+class Database:
+    def __init__(self, provider, target, connect_timeout=10):
+        self.provider = provider
+        self.target = str(target)
+        self._lock = threading.RLock()
+        self._in_transaction = False
+        if provider == "postgres":
+            if psycopg is None:
+                raise DatabaseError("PostgreSQL needs the python3-psycopg package")
+            try:
+                self._conn = psycopg.connect(self.target, autocommit=True, connect_timeout=connect_timeout)
+            except psycopg.Error as error:
+                raise DatabaseError("cannot connect to PostgreSQL at %s: %s"
+                                    % (redact(self.target), str(error).strip())) from None
+        else:
+            directory = os.path.dirname(os.path.abspath(self.target))
+            if not os.path.isdir(directory):
+                raise DatabaseError("SQLite directory %s does not exist" % directory)
+            try:
+                self._conn = sqlite3.connect(self.target, timeout=30, isolation_level=None,
+                                             check_same_thread=False)
+                self._conn.execute("PRAGMA busy_timeout = 30000")
+            except sqlite3.Error as error:
+                raise DatabaseError("cannot open SQLite database %s: %s" % (self.target, error)) from None
+
+    def describe(self):
+        return "PostgreSQL %s" % redact(self.target) if self.provider == "postgres" else "SQLite %s" % self.target
+
+    def _sql(self, sql):
+        if self.provider == "postgres":
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def _run(self, sql, params):
+        try:
+            cursor = self._conn.execute(self._sql(sql), tuple(params))
+        except (sqlite3.Error, *(() if psycopg is None else (psycopg.Error,))) as error:
+            raise DatabaseError("%s: %s (while running: %s)" % (self.provider, str(error).strip(),
+                                                                 " ".join(sql.split()))) from None
+        return cursor
+
+    def execute(self, sql, params=()):
+        with self._lock:
+            cursor = self._run(sql, params)
+            return cursor.rowcount
+
+    def query(self, sql, params=()):
+        with self._lock:
+            cursor = self._run(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def query_one(self, sql, params=()):
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def table_exists(self, name):
+        if self.provider == "postgres":
+            row = self.query_one("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                                 "AND table_name = ?", (name,))
+        else:
+            row = self.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return row is not None
+
+    def tables(self):
+        if self.provider == "postgres":
+            rows = self.query("SELECT table_name FROM information_schema.tables "
+                              "WHERE table_schema = current_schema() ORDER BY table_name")
+        else:
+            rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        return [row[0] for row in rows]
+
+    def columns(self, table):
+        if self.provider == "postgres":
+            rows = self.query("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                              "current_schema() AND table_name = ? ORDER BY ordinal_position", (table,))
+            return [row[0] for row in rows]
+        return [row[1] for row in self.query("PRAGMA table_info(%s)" % table)]
+
+    @contextmanager
+    def transaction(self):
+        """Serialise a read-modify-write: other threads wait on the lock, other nodes on the database."""
+        with self._lock:
+            if self._in_transaction:
+                yield self
+                return
+            self._in_transaction = True
+            try:
+                if self.provider == "postgres":
+                    try:
+                        with self._conn.transaction():
+                            yield self
+                    except psycopg.Error as error:
+                        raise DatabaseError("postgres: %s" % str(error).strip()) from None
+                else:
+                    self._run("BEGIN IMMEDIATE", ())
+                    try:
+                        yield self
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._run("COMMIT", ())
+            finally:
+                self._in_transaction = False
+
+    def close(self):
+        with self._lock:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken connection must not hide the real error
+                pass

@@ -1,0 +1,115 @@
+"""Schema version logic shared by the products.
+
+The database holds one row in ``schema_version`` (version, updated_at, updated_by). A binary knows the schema it
+was built for:
+- empty database: the binary creates its tables and records its version (fresh install, no delay);
+- older schema: the binary migrates (takes ``POSITEMU_MIGRATION_SECONDS``) and records its version;
+- newer schema: ``SchemaTooNew`` — the binary refuses to start;
+- while running, ``SchemaWatcher`` re-reads the version every ``POSITEMU_SCHEMA_CHECK_SECONDS`` (< 30 s) and calls
+  back when a newer schema appeared, so the node shuts down "within 30 seconds" as the vendors document.
+"""
+
+import threading
+import time
+
+from positemu import runtime
+
+CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
+                "id INTEGER PRIMARY KEY, version INTEGER NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)")
+
+
+class SchemaTooNew(Exception):
+    def __init__(self, database_version, binary_version):
+        self.database_version = database_version
+        self.binary_version = binary_version
+        super().__init__("the database schema version %d is newer than this binary supports (%d): upgrade this "
+                         "node to the version the other nodes run" % (database_version, binary_version))
+
+
+def read_version(db):
+    if not db.table_exists("schema_version"):
+        return None
+    row = db.query_one("SELECT version FROM schema_version WHERE id = 1")
+    return row[0] if row else None
+
+
+def write_version(db, version, by):
+    db.execute(CREATE_TABLE)
+    db.execute("INSERT INTO schema_version (id, version, updated_at, updated_by) VALUES (1, ?, ?, ?) "
+               "ON CONFLICT (id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, "
+               "updated_by = excluded.updated_by", (version, time.time(), by))
+
+
+def create_tables(db, ddl):
+    for statement in ddl:
+        db.execute(statement)
+
+
+def check(db, binary_version):
+    """'empty', 'current', 'older' (binary must migrate) or raise SchemaTooNew."""
+    current = read_version(db)
+    if current is None:
+        return "empty"
+    if current > binary_version:
+        raise SchemaTooNew(current, binary_version)
+    return "current" if current == binary_version else "older"
+
+
+def ensure(db, binary_version, ddl, by, log, on_migrating=None):
+    """Bring the database to ``binary_version``: create, migrate or accept it; raise SchemaTooNew when newer.
+
+    ``on_migrating(True/False)`` brackets a migration so the caller can answer 503 meanwhile. Returns what was
+    done: 'created', 'migrated' or 'current'.
+    """
+    state = check(db, binary_version)
+    if state == "current":
+        create_tables(db, ddl)
+        return "current"
+    if state == "empty":
+        create_tables(db, ddl)
+        write_version(db, binary_version, by)
+        log.info("Created the database schema version %d in %s", binary_version, db.describe())
+        return "created"
+    old = read_version(db)
+    duration = runtime.seconds("POSITEMU_MIGRATION_SECONDS")
+    log.info("Migrating the database schema from version %d to %d (%s)", old, binary_version, db.describe())
+    if on_migrating:
+        on_migrating(True)
+    try:
+        time.sleep(duration)
+        create_tables(db, ddl)
+        # Another node may have finished the same migration meanwhile; never move the version backwards.
+        with db.transaction():
+            again = read_version(db)
+            if again is not None and again > binary_version:
+                raise SchemaTooNew(again, binary_version)
+            write_version(db, binary_version, by)
+    finally:
+        if on_migrating:
+            on_migrating(False)
+    log.info("Database schema migration to version %d finished", binary_version)
+    return "migrated"
+
+
+class SchemaWatcher(threading.Thread):
+    """Re-reads the schema version periodically; calls ``on_newer(SchemaTooNew)`` once when it is newer."""
+
+    def __init__(self, db, binary_version, on_newer, log, stop_event):
+        super().__init__(name="schema-watcher", daemon=True)
+        self.db = db
+        self.binary_version = binary_version
+        self.on_newer = on_newer
+        self.log = log
+        self.stop_event = stop_event
+        self.interval = runtime.seconds("POSITEMU_SCHEMA_CHECK_SECONDS")
+
+    def run(self):
+        while not self.stop_event.wait(self.interval):
+            try:
+                version = read_version(self.db)
+            except Exception as error:  # a database hiccup is logged, the next round tries again
+                self.log.warning("Schema check failed: %s", error)
+                continue
+            if version is not None and version > self.binary_version:
+                self.on_newer(SchemaTooNew(version, self.binary_version))
+                return

@@ -1,0 +1,188 @@
+"""Local tests of the emulator's shared core: gcfg parser, database layer, schema versions, nodes, HTTP server."""
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from positemu import db as dbmod
+from positemu import gcfg, httpd, nodes, runtime, schema
+
+LOG = logging.getLogger("test")
+
+
+def test_gcfg_sections_and_keys_are_case_insensitive_and_values_unquoted():
+    config = gcfg.parse(
+        '; comment\n# another\n[server]\nDataDir = /srv/data ; trailing comment\n'
+        'HOSTNAME = "node one"  # comment\n[HTTP]\nlisten=:4242\n'
+        '[Postgres]\nURL = "postgres://u:p@db/x?sslmode=disable"\n'
+        '[Storage "packages"]\nPath = /a#b\n[Flags]\nEnabled\n')
+    assert config.get("Server", "datadir") == "/srv/data"
+    assert config.get("SERVER", "HostName") == "node one"
+    assert config.get("http", "Listen") == ":4242"
+    assert config.get("postgres", "url") == "postgres://u:p@db/x?sslmode=disable"
+    assert config.get("storage", "path", sub="packages") == "/a"
+    assert config.get("storage", "path") is None
+    assert config.get_bool("flags", "enabled") is True
+
+
+def test_gcfg_repeated_key_keeps_all_values_and_last_wins():
+    config = gcfg.parse("[A]\nx = 1\nX = 2\n")
+    assert config.get_all("a", "x") == ["1", "2"]
+    assert config.get("a", "x") == "2"
+    assert config.get_int("a", "x") == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x = 1\n", "outside any [Section]"),
+    ("[Bad Section]\n", "bad section header"),
+    ('[A]\nx = "open\n', "unterminated quote"),
+    ("[A]\nbad key = 1\n", "bad key name"),
+])
+def test_gcfg_errors_name_file_and_line(text, message):
+    with pytest.raises(gcfg.ConfigError) as error:
+        gcfg.parse(text, "/etc/x.gcfg")
+    assert message in str(error.value)
+    assert "/etc/x.gcfg:" in str(error.value)
+
+
+def test_gcfg_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(gcfg.ConfigError, match="does not exist"):
+        gcfg.load(tmp_path / "nope.gcfg")
+
+
+def test_gcfg_bad_int_and_bool_name_the_key():
+    config = gcfg.parse("[Applications]\nScheduleConcurrency = two\nFlag = maybe\n", "c.gcfg")
+    with pytest.raises(gcfg.ConfigError, match="Applications.ScheduleConcurrency must be an integer"):
+        config.get_int("Applications", "ScheduleConcurrency")
+    with pytest.raises(gcfg.ConfigError, match="must be true or false"):
+        config.get_bool("Applications", "Flag")
+
+
+def test_sqlite_database_api(tmp_path):
+    db = dbmod.connect(str(tmp_path / "x.sqlite"))
+    assert db.provider == "sqlite"
+    db.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+    assert db.execute("INSERT INTO t (a, b) VALUES (?, ?)", (1, "50%")) == 1
+    db.execute("INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET b = excluded.b", (1, "x"))
+    assert db.query("SELECT a, b FROM t") == [(1, "x")]
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            db.execute("INSERT INTO t (a, b) VALUES (2, 'y')")
+            raise RuntimeError("roll back")
+    assert db.query_one("SELECT count(*) FROM t") == (1,)
+    assert db.tables() == ["t"]
+    assert db.columns("t") == ["a", "b"]
+
+
+def test_sqlite_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(dbmod.DatabaseError, match="SQLite directory .* does not exist"):
+        dbmod.connect(str(tmp_path / "missing" / "x.sqlite"))
+
+
+def test_redact_hides_password():
+    assert dbmod.redact("postgres://u:secret@db:5432/x") == "postgres://u:****@db:5432/x"
+
+
+def test_schema_create_migrate_refuse(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSITEMU_MIGRATION_SECONDS", "0.3")
+    db = dbmod.connect(str(tmp_path / "s.sqlite"))
+    ddl = ["CREATE TABLE IF NOT EXISTS things (id INTEGER)"]
+    assert schema.ensure(db, 41, ddl, "n1", LOG) == "created"
+    assert schema.read_version(db) == 41
+    assert schema.ensure(db, 41, ddl, "n1", LOG) == "current"
+    states = []
+    started = time.monotonic()
+    assert schema.ensure(db, 42, ddl, "n2", LOG, on_migrating=states.append) == "migrated"
+    assert time.monotonic() - started >= 0.3
+    assert states == [True, False]
+    assert schema.read_version(db) == 42
+    with pytest.raises(schema.SchemaTooNew, match="schema version 42 is newer than this binary supports \\(41\\)"):
+        schema.ensure(db, 41, ddl, "n1", LOG)
+
+
+def test_schema_watcher_notices_newer_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSITEMU_SCHEMA_CHECK_SECONDS", "0.2")
+    db = dbmod.connect(str(tmp_path / "s.sqlite"))
+    schema.ensure(db, 41, [], "n1", LOG)
+    found = []
+    stop = threading.Event()
+    watcher = schema.SchemaWatcher(db, 41, found.append, LOG, stop)
+    watcher.start()
+    time.sleep(0.5)
+    assert found == []
+    schema.write_version(db, 42, "n2")
+    watcher.join(timeout=3)
+    stop.set()
+    assert len(found) == 1 and found[0].database_version == 42
+
+
+def test_schema_check_seconds_is_capped_below_30(monkeypatch):
+    monkeypatch.setenv("POSITEMU_SCHEMA_CHECK_SECONDS", "120")
+    assert runtime.seconds("POSITEMU_SCHEMA_CHECK_SECONDS") < 30
+
+
+def test_bad_tuning_value_names_variable(monkeypatch):
+    monkeypatch.setenv("POSITEMU_POLL_SECONDS", "soon")
+    with pytest.raises(SystemExit, match="POSITEMU_POLL_SECONDS must be a number"):
+        runtime.seconds("POSITEMU_POLL_SECONDS")
+
+
+def test_nodes_register_keeps_id_and_requested_mode(tmp_path):
+    db = dbmod.connect(str(tmp_path / "n.sqlite"))
+    first = nodes.register(db, "pm1", "2023.08.4-20", "online")
+    second = nodes.register(db, "pm2", "2023.08.4-20", "online", extra={"ip": "10.0.0.2"})
+    assert (first["id"], second["id"]) == (1, 2)
+    nodes.request_mode(db, ["pm1"], "offline")
+    again = nodes.register(db, "pm1", "2023.12.0-13", "offline")
+    assert again["id"] == 1 and again["requested_mode"] == "offline" and again["version"] == "2023.12.0-13"
+    assert [n["hostname"] for n in nodes.list_nodes(db)] == ["pm1", "pm2"]
+    assert nodes.get(db, "pm2")["extra"] == {"ip": "10.0.0.2"}
+
+
+def test_service_lock_is_exclusive(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSITEMU_RUN_DIR", str(tmp_path))
+    lock = runtime.ServiceLock("svc")
+    assert not lock.held_by_other()
+    assert lock.acquire()
+    assert not runtime.ServiceLock("svc").acquire()
+    lock.release()
+    assert not runtime.ServiceLock("svc").held_by_other()
+
+
+def test_http_server_routes_and_waits_for_in_flight_requests():
+    server = httpd.HttpServer(("127.0.0.1", 0), LOG)
+    release = threading.Event()
+
+    def slow(_request):
+        release.wait(5)
+        return httpd.Response(200, "done\n")
+
+    server.route("GET", "/__ping__", lambda request: httpd.Response(200, "OK\n"))
+    server.route("GET", "/slow", slow)
+    server.route("GET", "/boom", lambda request: 1 / 0)
+    server.start()
+    base = "http://127.0.0.1:%d" % server.port
+    try:
+        assert urllib.request.urlopen(base + "/__ping__").read() == b"OK\n"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/nope")
+        assert missing.value.code == 404
+        with pytest.raises(urllib.error.HTTPError) as broken:
+            urllib.request.urlopen(base + "/boom")
+        assert broken.value.code == 500
+        results = []
+        worker = threading.Thread(target=lambda: results.append(urllib.request.urlopen(base + "/slow").read()))
+        worker.start()
+        time.sleep(0.3)
+        assert server.in_flight() == 1
+        assert not server.wait_idle(0.2)
+        release.set()
+        assert server.wait_idle(3)
+        worker.join(3)
+        assert results == [b"done\n"]
+    finally:
+        server.stop()
