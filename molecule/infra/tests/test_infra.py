@@ -1,11 +1,13 @@
 """Verify the infrastructure roles on the lab nodes (testinfra, run by Molecule's verify step)."""
 
-import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+import yaml
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 ALL = RUNNER.get_hosts("all")
@@ -17,6 +19,15 @@ LB = RUNNER.get_hosts("load_balancer")[0]
 def host(name):
     return testinfra.utils.ansible_runner.AnsibleRunner(
         os.environ["MOLECULE_INVENTORY_FILE"]).get_host(name)
+
+
+def run_playbook(tmp_path, plays):
+    """Run a throw-away playbook against the scenario's inventory; return the CompletedProcess."""
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return subprocess.run([ansible_playbook, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)],
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def lab_vars():
@@ -140,3 +151,42 @@ def test_sticky_cookie_and_drain_through_the_runtime_api():
     finally:
         haproxy_command("set server connect/%s state ready" % node1)
     assert wait_for_statuses({("connect", node1): "UP"}, timeout=10)[("connect", node1)] == "UP"
+
+
+def test_a_different_uid_fails_clearly_and_renumbers_nothing(tmp_path):
+    node2 = PRODUCT_NODES[1]
+    result = run_playbook(tmp_path, [{
+        "hosts": node2, "gather_facts": False,
+        "roles": [{"role": "positops.ha.node_base", "vars": {
+            "node_base_time_sync_enabled": False,
+            "node_base_accounts": [{"name": "rstudio-connect", "uid": 2999, "gid": 2001}]}}]}])
+    assert result.returncode != 0, result.stdout
+    assert "%s: user rstudio-connect has UID 2001, wanted 2999" % node2 in result.stdout, result.stdout
+    assert "never renumbers" in result.stdout
+    assert host(node2).user("rstudio-connect").uid == 2001
+
+
+def test_storage_that_is_not_shared_is_named(tmp_path):
+    node1, node2 = PRODUCT_NODES[:2]
+    # /var/tmp is local to each container: node1 writes the marker, node2 cannot see it.
+    result = run_playbook(tmp_path, [{
+        "hosts": "product_nodes", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "positops.ha.shared_storage", "tasks_from": "verify"},
+                   "vars": {"shared_storage_mounts": [
+                       {"path": "/var/tmp", "src": "local", "product": "connect"}]}}]}])
+    assert result.returncode != 0, result.stdout
+    assert "storage not shared: %s does not see the marker /var/tmp/.positops-shared-marker-" % node2 \
+        in " ".join(result.stdout.split()), result.stdout
+    assert "failed=0" in [line for line in result.stdout.splitlines() if line.startswith(node1)][0]
+    # The marker is cleaned up on the node that wrote it.
+    assert not host(node1).check_output("ls -A /var/tmp | grep positops-shared-marker || true")
+
+
+def test_shared_storage_verify_entry_point_passes_on_the_share(tmp_path):
+    result = run_playbook(tmp_path, [{
+        "hosts": "product_nodes", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "positops.ha.shared_storage", "tasks_from": "verify"},
+                   "vars": {"shared_storage_mounts": [
+                       {"path": "/srv/shared", "src": "nfs.lab.invalid:/export/posit", "product": "connect"}]}}]}])
+    assert result.returncode == 0, result.stdout
+    assert "changed=0" in result.stdout
