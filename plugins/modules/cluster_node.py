@@ -1,0 +1,377 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: positops.ha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cluster_node
+short_description: Take Posit Package Manager or Workbench cluster nodes offline or online, or delete them
+version_added: 0.1.0
+description:
+  - Changes the mode of cluster nodes through the product's own command line tool and waits until every node
+    has reached it.
+  - For Posit Package Manager it runs C(rspm cluster offline|online --nodes=... --timeout=...), which may be run on
+    any node of the cluster and changes the named nodes.
+  - For Posit Workbench, C(rstudio-server offline|online) act only on the node they run on, so the task must run
+    on the node it changes (use C(delegate_to)); the module refuses to change another node. O(state=absent) runs
+    C(rstudio-server delete-node ID), which may be run from any node.
+  - Nodes already in the requested state are left alone, without any command that changes something.
+  - Every name is checked against the cluster's node list before anything is changed.
+extends_documentation_fragment:
+  - positops.ha.cluster_cli
+options:
+  nodes:
+    description:
+      - The nodes to change.
+      - For O(product=package_manager), host names as printed by C(rspm cluster nodes).
+      - For O(product=workbench), host names as printed by C(rstudio-server list-nodes) (compared without regard
+        to case) or node IDs. When a host name appears on more than one row, give the ID.
+    type: list
+    elements: str
+    required: true
+  state:
+    description:
+      - V(online) and V(offline) set the node mode.
+      - V(absent) removes Workbench nodes from the cluster with C(rstudio-server delete-node). It is refused for a
+        node whose status is C(Online) or C(Starting) (stop the node first, since deleting a serving node loses its
+        sessions). A node missing from the list already is absent. Package Manager has no such command, so
+        V(absent) is refused for O(product=package_manager).
+    type: str
+    choices: [online, offline, absent]
+    default: online
+  timeout:
+    description:
+      - Seconds to wait for the nodes to reach O(state). Package Manager waits itself (C(--timeout)); for
+        Workbench the module polls C(rstudio-server list-nodes) about every second until the deadline.
+      - When the time is up the task fails and reports every node's actual state.
+      - Use a long timeout when bringing upgraded Package Manager nodes online, since schema migrations run then.
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the node list is read, nothing is changed and RV(changed_nodes) lists what would change.
+  diff_mode:
+    support: none
+author:
+  - positops.ha contributors
+seealso:
+  - module: positops.ha.cluster_node_info
+"""
+
+EXAMPLES = r"""
+- name: Take two Package Manager nodes offline before upgrading them
+  positops.ha.cluster_node:
+    product: package_manager
+    nodes: [pm1, pm2]
+    state: offline
+
+- name: Bring upgraded Package Manager nodes online, allowing time for schema migrations
+  positops.ha.cluster_node:
+    product: package_manager
+    nodes: "{{ upgraded_nodes }}"
+    state: online
+    timeout: 300
+
+- name: Take this Workbench node offline (rstudio-server offline acts on the local node only)
+  positops.ha.cluster_node:
+    product: workbench
+    nodes: ["{{ inventory_hostname }}"]
+    state: offline
+
+- name: Bring another Workbench node online by running the task on it
+  positops.ha.cluster_node:
+    product: workbench
+    nodes: [rsw2]
+    state: online
+  delegate_to: rsw2
+
+- name: Delete a stale Workbench node record by ID (it must not be Online)
+  positops.ha.cluster_node:
+    product: workbench
+    nodes: ["1"]
+    state: absent
+"""
+
+RETURN = r"""
+nodes:
+  description:
+    - The requested nodes as listed by the product after the change (in check mode, before it).
+    - Nodes deleted with O(state=absent) are no longer listed.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Host name of the node.
+      type: str
+      sample: pm1
+    id:
+      description: Workbench node ID; V(null) for Package Manager.
+      type: int
+      sample: 2
+    version:
+      description: Product version the node runs (Package Manager only; V(null) for Workbench).
+      type: str
+      sample: 2023.12.0-13
+    status:
+      description: Status as the product prints it (Package Manager C(online)/C(offline); Workbench e.g.
+        C(Online), C(Offline), C(Missed check-in), C(Invalid secure cookie key)).
+      type: str
+      sample: offline
+    mode:
+      description: V(online), V(offline), or V(null) for a Workbench status that is neither.
+      type: str
+      sample: offline
+    ipv4:
+      description: Workbench node address; V(null) for Package Manager.
+      type: str
+      sample: 172.18.0.5
+    port:
+      description: Workbench node port; V(null) for Package Manager.
+      type: int
+      sample: 8787
+    last_seen:
+      description: Workbench last check-in time (server local time); V(null) when unknown or for Package Manager.
+      type: str
+      sample: "2026-11-23 12:40:05"
+  sample:
+    - {name: pm1, id: null, version: 2023.12.0-13, status: offline, mode: offline, ipv4: null, port: null,
+       last_seen: null}
+changed_nodes:
+  description: Names of the nodes that were changed (in check mode, that would be changed).
+  returned: success
+  type: list
+  elements: str
+  sample: [pm1]
+waited:
+  description: Seconds spent waiting for the nodes to reach the state (0 when nothing had to change).
+  returned: success
+  type: float
+  sample: 4.2
+commands:
+  description: Every command line the module ran, in order (reads included).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - /opt/rstudio-pm/bin/rspm cluster nodes
+    - /opt/rstudio-pm/bin/rspm cluster offline --nodes=pm1 --timeout=60
+"""
+
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.positops.ha.plugins.module_utils.cluster import (
+    cluster_argument_spec, describe_nodes, list_nodes, node_record, product_cli)
+from ansible_collections.positops.ha.plugins.module_utils.package_manager import (
+    parse_cluster_error, parse_cluster_nodes)
+from ansible_collections.positops.ha.plugins.module_utils.workbench import LIVE_STATUSES, is_local, local_identity
+
+POLL_INTERVAL = 1.0
+
+
+def _now():
+    return time.monotonic()
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+
+
+def _validate(module):
+    params = module.params
+    requested = []
+    for name in params["nodes"]:
+        name = (name or "").strip()
+        if not name:
+            module.fail_json(msg="nodes contains an empty name; list host names (or Workbench node IDs).")
+        if re.search(r"[\s,]", name):
+            module.fail_json(msg="Node name %r contains a comma or white space; give one name per list item."
+                             % name)
+        if name not in requested:
+            requested.append(name)
+    if not requested:
+        module.fail_json(msg="nodes is empty; list at least one node.")
+    if params["timeout"] < 1:
+        module.fail_json(msg="timeout must be at least 1 second, got %d." % params["timeout"])
+    if params["product"] == "package_manager" and params["state"] == "absent":
+        module.fail_json(msg="state=absent is only for Workbench: Package Manager has no command to remove a "
+                             "node from its cluster. Stop the node's rstudio-pm service and remove it from the "
+                             "load balancer instead.")
+    return requested
+
+
+def _finish(module, cli, records, changed_nodes, waited):
+    module.exit_json(changed=bool(changed_nodes), nodes=records, changed_nodes=changed_nodes,
+                     waited=round(waited, 1), commands=cli.commands)
+
+
+def package_manager(module, cli, requested):
+    state = module.params["state"]
+    records = list_nodes(cli, "package_manager")
+    by_name = dict((record["name"], record) for record in records)
+    unknown = [name for name in requested if name not in by_name]
+    if unknown:
+        module.fail_json(msg="Unknown Package Manager node(s): %s. Known nodes: %s. Use the names printed by "
+                             "`rspm cluster nodes` (Server.HostName or the host name)." % (
+                                 ", ".join(unknown), ", ".join(sorted(by_name)) or "none"),
+                         known_nodes=sorted(by_name), commands=cli.commands)
+    to_change = [name for name in requested if by_name[name]["mode"] != state]
+    if not to_change or module.check_mode:
+        _finish(module, cli, [by_name[name] for name in requested], to_change, 0)
+
+    started = _now()
+    result = cli.set_mode(state, to_change, module.params["timeout"])
+    waited = _now() - started
+    if result.rc != 0:
+        error = parse_cluster_error(result.stderr)
+        if error and error["kind"] == "timeout":
+            after = cli.parse(result, parse_cluster_nodes)
+            by_name = dict((node["name"], node_record("package_manager", node)) for node in after)
+            cli.fail_command("Timed out after %ss waiting for node(s) to be %s: %s." % (
+                module.params["timeout"], state,
+                describe_nodes([by_name[name] for name in requested if name in by_name])), result,
+                nodes=[by_name[name] for name in requested if name in by_name], waited=round(waited, 1))
+        if error and error["kind"] == "unknown_nodes":
+            cli.fail_command("rspm does not know node(s) %s (known: %s); the cluster changed while this task ran."
+                             % (", ".join(error["unknown"]), ", ".join(error["known"])), result)
+        cli.fail_command("`%s` failed with exit code %s: %s" % (
+            result.command, result.rc, (result.stderr or result.stdout).strip()), result)
+
+    after = dict((node["name"], node_record("package_manager", node))
+                 for node in cli.parse(result, parse_cluster_nodes))
+    missing = [name for name in requested if name not in after]
+    wrong = [after[name] for name in requested if name in after and after[name]["mode"] != state]
+    if missing or wrong:
+        cli.fail_command("rspm reported success but the listing it printed shows %s%s." % (
+            ("node(s) not %s: %s" % (state, describe_nodes(wrong))) if wrong else "",
+            ("%smissing node(s): %s" % ("; " if wrong else "", ", ".join(missing))) if missing else ""), result)
+    _finish(module, cli, [after[name] for name in requested], to_change, waited)
+
+
+def _resolve_workbench(module, cli, requested, records, allow_unknown):
+    """Map each requested name or ID to exactly one list-nodes row."""
+    by_id = dict((str(record["id"]), record) for record in records)
+    targets, unknown = [], []
+    for item in requested:
+        if item in by_id:
+            matches = [by_id[item]]
+        else:
+            matches = [record for record in records if (record["name"] or "").lower() == item.lower()]
+        if len(matches) > 1:
+            module.fail_json(msg="Workbench node name %r is on %d rows (IDs %s); give the ID of the node you mean. "
+                                 "Stale rows can be removed with state=absent." % (
+                                     item, len(matches), ", ".join(str(m["id"]) for m in matches)),
+                             commands=cli.commands)
+        if not matches:
+            unknown.append(item)
+        elif matches[0] not in targets:
+            targets.append(matches[0])
+    if unknown and not allow_unknown:
+        module.fail_json(msg="Unknown Workbench node(s): %s. Known nodes: %s. Use a host name or ID printed by "
+                             "`rstudio-server list-nodes`." % (", ".join(unknown), describe_nodes(records)),
+                         known_nodes=[dict(id=r["id"], name=r["name"], status=r["status"]) for r in records],
+                         commands=cli.commands)
+    return targets
+
+
+def _wait_workbench(module, cli, done, describe_pending, started):
+    """Poll list-nodes until ``done(records)`` holds or the deadline passes; return (records, waited)."""
+    deadline = started + module.params["timeout"]
+    while True:
+        records = list_nodes(cli, "workbench")
+        if done(records):
+            return records, _now() - started
+        if _now() >= deadline:
+            module.fail_json(msg="Timed out after %ss waiting for Workbench node(s) to be %s: %s." % (
+                module.params["timeout"], module.params["state"], describe_pending(records)),
+                nodes=records, waited=round(_now() - started, 1), commands=cli.commands)
+        _sleep(max(0.0, min(POLL_INTERVAL, deadline - _now())))
+
+
+def workbench(module, cli, requested):
+    state = module.params["state"]
+    records = list_nodes(cli, "workbench")
+    targets = _resolve_workbench(module, cli, requested, records, allow_unknown=(state == "absent"))
+    target_ids = [target["id"] for target in targets]
+
+    if state == "absent":
+        live = [target for target in targets if target["status"] in LIVE_STATUSES]
+        if live:
+            module.fail_json(msg="Refusing to delete Workbench node(s) that are still serving: %s. Stop "
+                                 "rstudio-server on them first (deleting a running node loses its sessions)."
+                             % describe_nodes(live), nodes=targets, commands=cli.commands)
+        for target in targets:
+            if target["status"] == "Missed check-in":
+                module.warn("Deleting Workbench node %s (ID %s), which has missed its check-in; make sure "
+                            "rstudio-server is stopped on it." % (target["name"], target["id"]))
+        changed = [target["name"] or str(target["id"]) for target in targets]
+        if not targets or module.check_mode:
+            _finish(module, cli, [] if not module.check_mode else targets, changed, 0)
+        started = _now()
+        for target in targets:
+            cli.delete_node(target["id"])
+
+        def gone(current):
+            return not [record for record in current if record["id"] in target_ids]
+
+        def still_there(current):
+            return describe_nodes([record for record in current if record["id"] in target_ids])
+
+        records, waited = _wait_workbench(module, cli, gone, still_there, started)
+        _finish(module, cli, [], changed, waited)
+
+    to_change = [target for target in targets if target["mode"] != state]
+    identity = local_identity()
+    remote = [target for target in to_change if not is_local(target, identity)]
+    if remote:
+        module.fail_json(msg="`rstudio-server %s` acts only on the node it runs on, and %s is not this host "
+                             "(this host is %s). Run the task on that node, e.g. with `delegate_to: %s`." % (
+                                 state, describe_nodes(remote), ", ".join(sorted(identity["names"])),
+                                 remote[0]["name"]),
+                         nodes=targets, commands=cli.commands)
+    changed = [target["name"] or str(target["id"]) for target in to_change]
+    if not to_change or module.check_mode:
+        _finish(module, cli, targets, changed, 0)
+
+    started = _now()
+    cli.set_local_mode(state)
+
+    def reached(current):
+        by_id = dict((record["id"], record) for record in current)
+        return all(node_id in by_id and by_id[node_id]["mode"] == state for node_id in target_ids)
+
+    def pending(current):
+        by_id = dict((record["id"], record) for record in current)
+        described = [describe_nodes([by_id[node_id]]) if node_id in by_id else "ID %s (no longer listed)" % node_id
+                     for node_id in target_ids]
+        return ", ".join(described)
+
+    records, waited = _wait_workbench(module, cli, reached, pending, started)
+    by_id = dict((record["id"], record) for record in records)
+    _finish(module, cli, [by_id[node_id] for node_id in target_ids], changed, waited)
+
+
+def main():
+    argument_spec = cluster_argument_spec()
+    argument_spec.update(
+        nodes=dict(type="list", elements="str", required=True),
+        state=dict(type="str", default="online", choices=["online", "offline", "absent"]),
+        timeout=dict(type="int", default=60),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    requested = _validate(module)
+    cli = product_cli(module)
+    if module.params["product"] == "package_manager":
+        package_manager(module, cli, requested)
+    else:
+        workbench(module, cli, requested)
+
+
+if __name__ == "__main__":
+    main()
