@@ -1,0 +1,1103 @@
+# -*- coding: utf-8 -*-
+# Copyright: positops.ha maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SQLite to PostgreSQL migration used by the db_migrate module.
+
+The whole load runs in one PostgreSQL transaction: tables are created (or the existing ones emptied), filled with
+binary COPY, indexes and constraints are added after the data, identity sequences are moved past the highest key
+and both sides are compared before COMMIT. A failure or a killed process therefore leaves the target as it was,
+and a re-run starts from scratch. The source is opened read-only (``mode=ro``) inside one read transaction, so the
+schema, the checksums and the copied rows come from the same snapshot.
+
+Verification compares, per table, the row count and a checksum made of per-column aggregates that SQLite and
+PostgreSQL compute the same way: non-NULL counts; for integers and booleans the sum of the values modulo a prime;
+for text the sums of the lengths and of the first and last characters' code points; for blobs the sum of lengths;
+for timestamps and dates the sum of epoch seconds or days; for floating point and numeric values the sum, compared
+with a relative tolerance because the two engines add in different precision.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import decimal
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError as import_error:  # reported by the module with missing_required_lib()
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = import_error
+
+# Modulus for integer checksums: keeps a sum of millions of rows far inside 64 bits on both sides.
+INTEGER_MODULUS = 1000000007
+FLOAT_TOLERANCE = 1e-9
+MASK = "********"
+TRUTHY = ("1", "true", "t", "yes", "y", "on")
+FALSY = ("0", "false", "f", "no", "n", "off")
+
+# PostgreSQL type used for each kind in the "create" layout, and the binary COPY type name.
+PG_TYPES = {
+    "integer": "bigint",
+    "real": "double precision",
+    "text": "text",
+    "blob": "bytea",
+    "boolean": "boolean",
+    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "date": "date",
+    "numeric": "numeric",
+}
+COPY_TYPES = {
+    "integer": "int8",
+    "real": "float8",
+    "text": "text",
+    "blob": "bytea",
+    "boolean": "bool",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "date": "date",
+    "numeric": "numeric",
+}
+# SQLite storage classes a kind accepts as they are, and those it converts (SQL cast or Python converter).
+NATIVE_CLASSES = {
+    "integer": ("integer",),
+    "real": ("real",),
+    "text": ("text",),
+    "blob": ("blob",),
+    "boolean": ("integer", "text"),
+    "timestamp": ("text", "integer", "real"),
+    "timestamptz": ("text", "integer", "real"),
+    "date": ("text", "integer", "real"),
+    "numeric": ("integer", "real", "text"),
+}
+CONVERTIBLE_CLASSES = {
+    "real": {"integer": "CAST({0} AS REAL)"},
+    "text": {"integer": "CAST({0} AS TEXT)", "real": "CAST({0} AS TEXT)"},
+    "blob": {"text": "CAST({0} AS BLOB)"},
+}
+# PostgreSQL type families for the checksum of a target column (from pg_type.typname).
+PG_FAMILIES = {
+    "int2": "integer", "int4": "integer", "int8": "integer",
+    "float4": "real", "float8": "real", "numeric": "numeric",
+    "text": "text", "varchar": "text", "bpchar": "text", "name": "text", "citext": "text",
+    "bytea": "blob", "bool": "boolean",
+    "timestamp": "timestamp", "timestamptz": "timestamptz", "date": "date",
+}
+
+
+class MigrationError(Exception):
+    """A refusal or failure; the message names what is wrong and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Secrets in the destination URI
+
+
+def uri_secrets(uri):
+    """The strings that must never appear in output: the password and the URI that carries it."""
+    secrets = []
+    password = None
+    try:
+        password = conninfo_to_dict(uri).get("password") if HAS_PSYCOPG else None
+    except Exception:  # an unparsable URI still must not leak: fall back to a regex
+        password = None
+    if not password:
+        match = re.search(r"://[^:/@]*:([^@/]*)@", uri or "")
+        password = match.group(1) if match else None
+    if password:
+        secrets.append(password)
+        if uri:
+            secrets.append(uri)
+    return secrets
+
+
+def mask(text, secrets):
+    text = str(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SQLite schema
+
+
+def sqlite_quote(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def kind_for_declared_type(declared):
+    """Map a SQLite declared column type to a kind (see PG_TYPES), following SQLite's affinity rules.
+
+    Booleans, timestamps, dates and JSON/UUID are recognised by name first because SQLite gives them numeric
+    affinity while their values are really booleans, timestamps or text.
+    """
+    upper = (declared or "").upper().strip()
+    if not upper:
+        return "text"  # no declared type: SQLite keeps any value; numbers are cast to text
+    if "BOOL" in upper:
+        return "boolean"
+    if "TIMESTAMPTZ" in upper or "WITH TIME ZONE" in upper:
+        return "timestamptz"
+    if "DATETIME" in upper or "TIMESTAMP" in upper:
+        return "timestamp"
+    if re.match(r"^DATE\b", upper):
+        return "date"
+    if "INT" in upper:
+        return "integer"
+    if "CHAR" in upper or "CLOB" in upper or "TEXT" in upper or "JSON" in upper or "UUID" in upper:
+        return "text"
+    if "BLOB" in upper:
+        return "blob"
+    if "REAL" in upper or "FLOA" in upper or "DOUB" in upper:
+        return "real"
+    return "numeric"
+
+
+class Column:
+    def __init__(self, name, declared, notnull, default, pk_position):
+        self.name = name
+        self.declared = declared or ""
+        self.kind = kind_for_declared_type(declared)
+        self.notnull = bool(notnull)
+        self.default = default
+        self.pk_position = pk_position
+        self.identity = False  # INTEGER PRIMARY KEY (the rowid alias) becomes an identity column
+        self.select_cast = None  # SQLite expression template converting another storage class, e.g. CAST AS TEXT
+
+    @property
+    def pg_type(self):
+        return PG_TYPES[self.kind]
+
+
+class Table:
+    def __init__(self, name, create_sql):
+        self.name = name
+        self.create_sql = create_sql or ""
+        self.without_rowid = bool(re.search(r"\)\s*WITHOUT\s+ROWID\s*;?\s*$", self.create_sql, re.I))
+        self.columns = []
+        self.primary_key = []
+        self.uniques = []  # lists of column names
+        self.indexes = []  # dicts: name, unique, columns [(name, descending)]
+        self.foreign_keys = []  # dicts: columns, table, ref_columns, on_update, on_delete
+        self.skipped = []  # what could not be carried over (warnings)
+        self.autoincrement_seq = None
+
+    def column(self, name):
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+    @property
+    def order_by(self):
+        if self.without_rowid:
+            return ", ".join(sqlite_quote(name) for name in self.primary_key)
+        return "_rowid_"
+
+
+def open_source(path):
+    """Open the SQLite file read-only (mode=ro: SQLite refuses every write) inside one read transaction."""
+    if not os.path.isfile(path):
+        raise MigrationError("src %s does not exist or is not a file: give the path of the SQLite database" % path)
+    if not os.access(path, os.R_OK):
+        raise MigrationError("src %s is not readable by this user: run as the product's user or with become" % path)
+    uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        connection.execute("BEGIN")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise MigrationError("src %s is not a readable SQLite database: %s" % (path, error))
+    return connection
+
+
+def parse_default(text):
+    """A SQLite column default as a PostgreSQL expression, or None when it cannot be carried over."""
+    if text is None:
+        return None
+    value = text.strip()
+    while value.startswith("(") and value.endswith(")"):
+        value = value[1:-1].strip()
+    upper = value.upper()
+    if upper == "NULL":
+        return None
+    if upper in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "TRUE", "FALSE"):
+        return sql.SQL(upper)
+    if re.match(r"^[-+]?\d+$", value):
+        return sql.Literal(int(value))
+    if re.match(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$", value):
+        return sql.Literal(float(value))
+    if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
+        return sql.Literal(value[1:-1].replace("''", "'"))
+    raise ValueError(value)
+
+
+def read_schema(connection):
+    """Tables of the SQLite database with columns, keys, unique constraints, indexes and foreign keys."""
+    tables = []
+    rows = connection.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+        "ORDER BY name").fetchall()
+    sequences = {}
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        sequences = dict(connection.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    for name, create_sql in rows:
+        if (create_sql or "").upper().startswith("CREATE VIRTUAL"):
+            raise MigrationError("table %s is a SQLite virtual table (%s): it cannot be migrated; "
+                                 "leave it out with the tables option" % (name, create_sql.split("(")[0]))
+        table = Table(name, create_sql)
+        quoted = sqlite_quote(name)
+        for _cid, col_name, declared, notnull, default, pk in connection.execute("PRAGMA table_info(%s)" % quoted):
+            table.columns.append(Column(col_name, declared, notnull, default, pk))
+        table.primary_key = [c.name for c in sorted((c for c in table.columns if c.pk_position),
+                                                    key=lambda c: c.pk_position)]
+        if len(table.primary_key) == 1 and not table.without_rowid:
+            key = table.column(table.primary_key[0])
+            if key.declared.upper() == "INTEGER":
+                key.identity = True
+                table.autoincrement_seq = sequences.get(name)
+        for column in table.columns:
+            if column.pk_position:
+                column.notnull = True
+            try:
+                column.default = parse_default(column.default)
+            except ValueError as error:
+                table.skipped.append("default %s of column %s" % (error, column.name))
+                column.default = None
+        for _seq, index_name, unique, origin, partial in connection.execute("PRAGMA index_list(%s)" % quoted):
+            if origin == "pk":
+                continue
+            info = connection.execute("PRAGMA index_xinfo(%s)" % sqlite_quote(index_name)).fetchall()
+            key_columns = [(r[2], bool(r[3])) for r in info if r[5]]
+            if partial or any(name_ is None for name_, _desc in key_columns):
+                table.skipped.append("index %s (partial or on an expression)" % index_name)
+                continue
+            if origin == "u":
+                table.uniques.append([name_ for name_, _desc in key_columns])
+            else:
+                table.indexes.append({"name": index_name, "unique": bool(unique), "columns": key_columns})
+        foreign = {}
+        for row in connection.execute("PRAGMA foreign_key_list(%s)" % quoted):
+            fk_id, _seq, ref_table, from_col, to_col, on_update, on_delete, _match = row
+            entry = foreign.setdefault(fk_id, {"columns": [], "table": ref_table, "ref_columns": [],
+                                               "on_update": on_update, "on_delete": on_delete})
+            entry["columns"].append(from_col)
+            entry["ref_columns"].append(to_col)
+        table.foreign_keys = [foreign[key] for key in sorted(foreign)]
+        tables.append(table)
+    by_name = dict((t.name, t) for t in tables)
+    for table in tables:
+        for fk in table.foreign_keys:
+            if any(c is None for c in fk["ref_columns"]) and fk["table"] in by_name:
+                fk["ref_columns"] = list(by_name[fk["table"]].primary_key)
+    return tables
+
+
+def select_tables(tables, wanted):
+    if not wanted:
+        return tables
+    by_name = dict((t.name, t) for t in tables)
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise MigrationError("tables %s not found in src; tables in src: %s"
+                             % (", ".join(unknown), ", ".join(sorted(by_name)) or "(none)"))
+    return [by_name[name] for name in wanted]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Source statistics: checksums and storage classes in one scan per table
+
+
+def source_checksum_terms(column, family):
+    """SQLite aggregate expressions of a column's checksum for a PostgreSQL type family."""
+    ref = sqlite_quote(column.name)
+    terms = ["count(%s)" % ref]
+    if family == "integer":
+        terms.append("sum(CASE WHEN typeof(%s) = 'integer' THEN %s %% %d END)" % (ref, ref, INTEGER_MODULUS))
+    elif family == "boolean":
+        terms.append("sum(lower(%s) IN (%s))" % (ref, ", ".join("'%s'" % v for v in TRUTHY)))
+    elif family in ("real", "numeric"):
+        terms.append("total(%s)" % ref)
+    elif family == "text":
+        terms.append("sum(length(%s))" % ref)
+        terms.append("sum(unicode(%s))" % ref)
+        terms.append("sum(unicode(substr(%s, -1)))" % ref)
+    elif family == "blob":
+        terms.append("sum(length(CAST(%s AS BLOB)))" % ref)
+    elif family in ("timestamp", "timestamptz"):
+        terms.append("sum(CASE WHEN typeof(%s) IN ('integer', 'real') THEN CAST(%s AS INTEGER) "
+                     "ELSE CAST(strftime('%%s', %s) AS INTEGER) END)" % (ref, ref, ref))
+    elif family == "date":
+        terms.append("sum(CASE WHEN typeof(%s) IN ('integer', 'real') THEN CAST(%s AS INTEGER) / 86400 "
+                     "ELSE CAST(strftime('%%s', date(%s)) AS INTEGER) / 86400 END)" % (ref, ref, ref))
+    return terms
+
+
+def target_checksum_terms(name, family):
+    """PostgreSQL aggregate expressions matching source_checksum_terms."""
+    ref = sql.Identifier(name)
+    terms = [sql.SQL("count({})").format(ref)]
+    if family == "integer":
+        terms.append(sql.SQL("sum({} % {})").format(ref, sql.Literal(INTEGER_MODULUS)))
+    elif family == "boolean":
+        terms.append(sql.SQL("sum({}::int)").format(ref))
+    elif family in ("real", "numeric"):
+        terms.append(sql.SQL("sum({}::float8)").format(ref))
+    elif family == "text":
+        terms.append(sql.SQL("sum(length({}))").format(ref))
+        terms.append(sql.SQL("sum(ascii({}))").format(ref))
+        terms.append(sql.SQL("sum(ascii(right({}, 1)))").format(ref))
+    elif family == "blob":
+        terms.append(sql.SQL("sum(length({}))").format(ref))
+    elif family in ("timestamp", "timestamptz"):
+        terms.append(sql.SQL("sum(trunc(extract(epoch FROM {}))::bigint)").format(ref))
+    elif family == "date":
+        terms.append(sql.SQL("sum({} - DATE '1970-01-01')").format(ref))
+    return terms
+
+
+def normalise_aggregates(values):
+    """Aggregates as JSON-friendly numbers; NULL sums (no rows) count as 0."""
+    result = []
+    for value in values:
+        if value is None:
+            value = 0
+        if isinstance(value, decimal.Decimal):
+            value = int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+            value = float(value)
+        result.append(value)
+    return result
+
+
+def aggregates_match(left, right):
+    if len(left) != len(right):
+        return False
+    for a, b in zip(left, right):
+        if isinstance(a, float) or isinstance(b, float):
+            if abs(float(a) - float(b)) > FLOAT_TOLERANCE * max(1.0, abs(float(a)), abs(float(b))):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def checksum_digest(aggregates):
+    """A short, stable digest of the aggregates for reports (floats at 9 significant digits)."""
+    canonical = [("%.9g" % v) if isinstance(v, float) else v for v in aggregates]
+    return hashlib.sha256(json.dumps(canonical).encode("utf-8")).hexdigest()[:16]
+
+
+def scan_source(connection, table, families):
+    """One scan of a source table: row count, checksum aggregates and foreign storage classes per column.
+
+    ``families`` gives, per column, the checksum family of its target column. Returns (rows, aggregates,
+    foreign) where foreign maps a column name to the storage classes that are not native to its kind.
+    """
+    terms = ["count(*)"]
+    for column in table.columns:
+        if column.name in families:
+            terms.extend(source_checksum_terms(column, families[column.name]))
+    class_terms = []
+    for column in table.columns:
+        native = ", ".join("'%s'" % c for c in NATIVE_CLASSES[column.kind] + ("null",))
+        class_terms.append("sum(typeof(%s) NOT IN (%s))" % (sqlite_quote(column.name), native))
+    query = "SELECT %s FROM %s" % (", ".join(terms + class_terms), sqlite_quote(table.name))
+    try:
+        row = connection.execute(query).fetchone()
+    except sqlite3.OperationalError as error:
+        raise MigrationError("reading table %s from src failed: %s" % (table.name, error))
+    aggregates = normalise_aggregates(row[:len(terms)])
+    foreign = {}
+    for column, count in zip(table.columns, row[len(terms):]):
+        if count:
+            classes = [r[0] for r in connection.execute(
+                "SELECT DISTINCT typeof(%s) FROM %s" % (sqlite_quote(column.name), sqlite_quote(table.name)))]
+            foreign[column.name] = [c for c in classes if c not in NATIVE_CLASSES[column.kind] + ("null",)]
+    return aggregates[0], aggregates, foreign
+
+
+def describe_row(connection, table, offset):
+    """How to find the source row at a position of the copy order: its rowid or primary key."""
+    if table.without_rowid:
+        names = table.primary_key
+        row = connection.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.order_by, offset)).fetchone()
+        if row is None:
+            return "row %d" % (offset + 1)
+        return "row with primary key (%s)" % ", ".join("%s=%r" % pair for pair in zip(names, row))
+    row = connection.execute("SELECT _rowid_ FROM %s ORDER BY _rowid_ LIMIT 1 OFFSET %d"
+                             % (sqlite_quote(table.name), offset)).fetchone()
+    return "rowid %s" % (row[0] if row else "?")
+
+
+def first_row_with_class(connection, table, column, storage_class):
+    key = ", ".join(sqlite_quote(n) for n in table.primary_key) if table.without_rowid else "_rowid_"
+    row = connection.execute("SELECT %s, %s FROM %s WHERE typeof(%s) = ? ORDER BY %s LIMIT 1" % (
+        key, sqlite_quote(column.name), sqlite_quote(table.name), sqlite_quote(column.name), table.order_by),
+        (storage_class,)).fetchone()
+    if row is None:
+        return "?", None
+    label = ("primary key %r" % (tuple(row[:-1]),)) if table.without_rowid else "rowid %s" % row[0]
+    return label, row[-1]
+
+
+def plan_storage_classes(connection, table, foreign):
+    """Decide how each column's foreign storage classes reach PostgreSQL, or refuse before anything is written."""
+    for column in table.columns:
+        classes = foreign.get(column.name)
+        if not classes:
+            continue
+        casts = CONVERTIBLE_CLASSES.get(column.kind, {})
+        refused = [c for c in classes if c not in casts]
+        if refused:
+            where, value = first_row_with_class(connection, table, column, refused[0])
+            shown = value if not isinstance(value, bytes) else "x'%s'" % value[:16].hex()
+            if column.kind == "integer" and refused[0] == "real":
+                problem = "a value out of the integer range or with a fraction (%r)" % (shown,)
+            else:
+                problem = "a %s value (%r)" % (refused[0], shown)
+            raise MigrationError(
+                "table %s, column %s, %s: %s in a column declared %r (PostgreSQL %s) cannot be stored without "
+                "changing it; fix the row in the source or declare the column's type accordingly"
+                % (table.name, column.name, where, problem, column.declared, column.pg_type))
+        column.select_cast = casts[classes[0]]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Value converters for kinds that binary COPY needs as Python objects
+
+
+def _to_boolean(value):
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in TRUTHY:
+            return True
+        if lowered in FALSY:
+            return False
+    raise ValueError("%r is not a boolean (0/1, true/false)" % (value,))
+
+
+def _to_timestamp(value, aware):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("%r is not an ISO 8601 timestamp" % (value,))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+    else:
+        raise ValueError("%r is not a timestamp" % (value,))
+    moment = moment.astimezone(datetime.timezone.utc)
+    return moment if aware else moment.replace(tzinfo=None)
+
+
+def _to_date(value):
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            raise ValueError("%r is not an ISO 8601 date" % (value,))
+    return _to_timestamp(value, False).date()
+
+
+def _to_numeric(value):
+    if isinstance(value, float):
+        return decimal.Decimal(repr(value))
+    try:
+        return decimal.Decimal(value if isinstance(value, (int, str)) else str(value))
+    except decimal.InvalidOperation:
+        raise ValueError("%r is not a number" % (value,))
+
+
+CONVERTERS = {
+    "boolean": _to_boolean,
+    "timestamp": lambda v: _to_timestamp(v, False),
+    "timestamptz": lambda v: _to_timestamp(v, True),
+    "date": _to_date,
+    "numeric": _to_numeric,
+}
+
+
+def row_converter(kinds):
+    """A function converting a fetched row for binary COPY, or None when every value goes as it is."""
+    plan = [(i, CONVERTERS[k]) for i, k in enumerate(kinds) if k in CONVERTERS]
+    if not plan:
+        return None
+
+    def convert(row):
+        values = list(row)
+        for index, function in plan:
+            value = values[index]
+            if value is not None:
+                values[index] = function(value)
+        return values
+
+    return convert
+
+
+def locate_conversion_error(table, columns, row):
+    for column in columns:
+        function = CONVERTERS.get(column.kind)
+        value = row[columns.index(column)]
+        if function and value is not None:
+            try:
+                function(value)
+            except ValueError as error:
+                return column.name, str(error)
+    return "?", "unconvertible value"
+
+
+def locate_bad_utf8(connection, table, offset):
+    """After SQLite could not decode a batch starting at offset: the first row and column with invalid UTF-8."""
+    reader = sqlite3.connect(connection_path(connection), uri=True, check_same_thread=False)
+    reader.text_factory = bytes
+    try:
+        names = [c.name for c in table.columns]
+        cursor = reader.execute("SELECT %s FROM %s ORDER BY %s LIMIT -1 OFFSET %d" % (
+            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.order_by, offset))
+        for position, row in enumerate(cursor, start=offset):
+            for name, value in zip(names, row):
+                if isinstance(value, bytes):
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        return position, name, error
+    finally:
+        reader.close()
+    return None, None, None
+
+
+def connection_path(connection):
+    path = connection.execute("PRAGMA database_list").fetchone()[2]
+    return "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PostgreSQL side
+
+
+def qualified(schema, name):
+    return sql.Identifier(schema, name)
+
+
+class Mapping:
+    """How one source table reaches its target: per source column the target column name and checksum family."""
+
+    def __init__(self, table, target_name, columns):
+        self.table = table
+        self.target_name = target_name
+        self.columns = columns  # list of (Column, target column name, family or None, target type or None)
+
+    def families(self):
+        return dict((c.name, family) for c, _target, family, _type in self.columns if family)
+
+
+def create_mapping(table):
+    return Mapping(table, table.name, [(c, c.name, c.kind, c.pg_type) for c in table.columns])
+
+
+class Migration:
+    """One run of db_migrate; ``result`` collects what was done so callers (and tests) can see it exactly."""
+
+    def __init__(self, src, dest, schema="public", tables=None, if_exists="fail", batch_size=10000, verify=True,
+                 layout="create", check_mode=False, clock=time.monotonic):
+        if batch_size < 1:
+            raise MigrationError("batch_size must be a positive number of rows, got %s" % batch_size)
+        self.src = src
+        self.dest = dest
+        self.schema = schema
+        self.wanted = list(tables or [])
+        self.if_exists = if_exists
+        self.batch_size = batch_size
+        self.verify = verify
+        self.layout = layout
+        self.check_mode = check_mode
+        self.clock = clock
+        self.secrets = uri_secrets(dest)
+        self.statements = []
+        self.warnings = []
+        self.source = None
+        self.pg = None
+
+    # ---- plumbing
+
+    def execute(self, cursor, statement, params=None):
+        self.statements.append(statement.as_string(cursor) if hasattr(statement, "as_string") else statement)
+        cursor.execute(statement, params)
+        return cursor
+
+    def connect(self):
+        try:
+            connection = psycopg.connect(self.dest, autocommit=False)
+        except psycopg.Error as error:
+            raise MigrationError("cannot connect to dest: %s" % mask(error, self.secrets))
+        connection.execute("SET TIME ZONE 'UTC'")
+        connection.execute("SET maintenance_work_mem = '256MB'")
+        connection.commit()
+        return connection
+
+    def close(self):
+        for connection in (self.pg, self.source):
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:  # closing after a failure must not hide the failure
+                    pass
+
+    # ---- target inspection
+
+    def target_tables(self, cursor):
+        """Names of the tables (or partitioned tables) in the target schema."""
+        cursor.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", (self.schema,))
+        return set(row[0] for row in cursor.fetchall())
+
+    def target_columns(self, cursor, name):
+        cursor.execute(
+            "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (self.schema, name))
+        return cursor.fetchall()
+
+    def existing_mapping(self, cursor, table, target_names):
+        """Match source columns to the target table's columns by name (exact, else case-insensitive)."""
+        target_name = table.name if table.name in target_names else None
+        if target_name is None:
+            folded = [n for n in target_names if n.lower() == table.name.lower()]
+            target_name = folded[0] if len(folded) == 1 else None
+        if target_name is None:
+            raise MigrationError("table %s does not exist in schema %s of dest; create it first (start the product "
+                                 "against PostgreSQL once) or use layout=create" % (table.name, self.schema))
+        target = self.target_columns(cursor, target_name)
+        by_name = dict((row[0], row) for row in target)
+        columns, used = [], set()
+        for column in table.columns:
+            row = by_name.get(column.name)
+            if row is None:
+                folded = [r for r in target if r[0].lower() == column.name.lower()]
+                row = folded[0] if len(folded) == 1 else None
+            if row is None:
+                raise MigrationError("table %s: source column %s has no column of that name in %s.%s (columns: %s); "
+                                     "nothing was written" % (table.name, column.name, self.schema, target_name,
+                                                              ", ".join(r[0] for r in target)))
+            used.add(row[0])
+            family = PG_FAMILIES.get(row[1])
+            columns.append((column, row[0], family if family == column.kind else None, row[2]))
+        missing = [r[0] for r in target if r[0] not in used and r[3] and not r[4]]
+        if missing:
+            raise MigrationError("table %s: target columns %s are NOT NULL without a default and have no source "
+                                 "column; nothing was written" % (table.name, ", ".join(missing)))
+        return Mapping(table, target_name, columns)
+
+    def target_stats(self, cursor, mapping):
+        terms = [sql.SQL("count(*)")]
+        for column, target_name, family, _type in mapping.columns:
+            if family:
+                terms.extend(target_checksum_terms(target_name, family))
+        cursor.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(terms),
+                                                           qualified(self.schema, mapping.target_name)))
+        return normalise_aggregates(cursor.fetchone())
+
+    def has_rows(self, cursor, name):
+        cursor.execute(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) AS probe").format(
+            qualified(self.schema, name)))
+        return cursor.fetchone()[0] > 0
+
+    # ---- DDL for the create layout
+
+    def create_table(self, cursor, table):
+        parts = []
+        for column in table.columns:
+            piece = [sql.Identifier(column.name), sql.SQL(column.pg_type)]
+            if column.identity:
+                piece.append(sql.SQL("GENERATED BY DEFAULT AS IDENTITY"))
+            elif column.default is not None:
+                piece += [sql.SQL("DEFAULT"), column.default]
+            if column.notnull:
+                piece.append(sql.SQL("NOT NULL"))
+            parts.append(sql.SQL(" ").join(piece))
+        self.execute(cursor, sql.SQL("CREATE TABLE {} ({})").format(qualified(self.schema, table.name),
+                                                                   sql.SQL(", ").join(parts)))
+
+    def add_keys_and_indexes(self, cursor, table):
+        name = qualified(self.schema, table.name)
+        if table.primary_key:
+            self.execute(cursor, sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                name, sql.SQL(", ").join(sql.Identifier(c) for c in table.primary_key)))
+        for unique in table.uniques:
+            self.execute(cursor, sql.SQL("ALTER TABLE {} ADD UNIQUE ({})").format(
+                name, sql.SQL(", ").join(sql.Identifier(c) for c in unique)))
+        for index in table.indexes:
+            keys = sql.SQL(", ").join(sql.SQL("{}{}").format(sql.Identifier(c), sql.SQL(" DESC" if desc else ""))
+                                      for c, desc in index["columns"])
+            self.execute(cursor, sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+                sql.SQL("UNIQUE " if index["unique"] else ""), sql.Identifier(index["name"]), name, keys))
+
+    def add_foreign_keys(self, cursor, table, available):
+        for fk in table.foreign_keys:
+            if fk["table"] not in available or any(c is None for c in fk["ref_columns"]):
+                self.warnings.append("table %s: foreign key to %s not created (table not migrated)"
+                                     % (table.name, fk["table"]))
+                continue
+            actions = []
+            for clause, action in (("ON UPDATE", fk["on_update"]), ("ON DELETE", fk["on_delete"])):
+                if action and action.upper() in ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT"):
+                    actions.append(sql.SQL("%s %s" % (clause, action.upper())))
+            self.execute(cursor, sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}){}").format(
+                qualified(self.schema, table.name), sql.SQL(", ").join(sql.Identifier(c) for c in fk["columns"]),
+                qualified(self.schema, fk["table"]), sql.SQL(", ").join(sql.Identifier(c) for c in fk["ref_columns"]),
+                sql.SQL("").join(sql.SQL(" ") + a for a in actions)))
+
+    def reset_sequences(self, cursor, mapping, floor=None):
+        """Move every sequence feeding a column of the table past the highest value loaded."""
+        done = []
+        table_text = qualified(self.schema, mapping.target_name).as_string(cursor)
+        for _column, target_name, _family, _type in mapping.columns:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", (table_text, target_name))
+            sequence = cursor.fetchone()[0]
+            if not sequence:
+                continue
+            low = int(floor or 0)
+            statement = sql.SQL("SELECT setval({seq}, GREATEST(max({col}), {low}, 1), "
+                                "max({col}) IS NOT NULL OR {low} > 0) FROM {table}").format(
+                seq=sql.Literal(sequence), col=sql.Identifier(target_name), low=sql.Literal(low),
+                table=qualified(self.schema, mapping.target_name))
+            self.execute(cursor, statement)
+            done.append({"table": mapping.target_name, "column": target_name, "sequence": sequence,
+                         "last_value": cursor.fetchone()[0]})
+        return done
+
+    # ---- the copy
+
+    def copy_table(self, cursor, mapping, target, kinds, freeze):
+        table = mapping.table
+        expressions = []
+        for column, _name, _family, _type in mapping.columns:
+            ref = sqlite_quote(column.name)
+            expressions.append(column.select_cast.format(ref) if column.select_cast else ref)
+        select = "SELECT %s FROM %s ORDER BY %s" % (", ".join(expressions), sqlite_quote(table.name), table.order_by)
+        names = [name for _c, name, _f, _t in mapping.columns]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
+            target, sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.SQL(", FREEZE" if freeze else ""))
+        self.statements.append(statement.as_string(cursor))
+        convert = row_converter(kinds)
+        columns = [c for c, _n, _f, _t in mapping.columns]
+        position = 0
+        try:
+            with cursor.copy(statement) as copy:
+                copy.set_types([COPY_TYPES[k] for k in kinds])
+                write_row = copy.write_row
+                source_cursor = self.source.execute(select)
+                while True:
+                    try:
+                        rows = source_cursor.fetchmany(self.batch_size)
+                    except sqlite3.OperationalError as error:
+                        raise self.decode_error(table, position, error)
+                    if not rows:
+                        break
+                    if convert is None:
+                        try:
+                            for row in rows:
+                                write_row(row)
+                        except (TypeError, ValueError, OverflowError) as error:
+                            raise MigrationError("table %s: %s cannot be stored in PostgreSQL: %s" % (
+                                table.name, describe_row(self.source, table, position), error))
+                    else:
+                        for offset, row in enumerate(rows):
+                            try:
+                                values = convert(row)
+                            except ValueError:
+                                name, why = locate_conversion_error(table, columns, row)
+                                raise MigrationError(
+                                    "table %s, column %s, %s: %s; PostgreSQL cannot store it as %s; fix the row "
+                                    "in the source" % (table.name, name, describe_row(
+                                        self.source, table, position + offset), why,
+                                        PG_TYPES[columns[[c.name for c in columns].index(name)].kind]
+                                        if name != "?" else "declared"))
+                            write_row(values)
+                    position += len(rows)
+        except psycopg.Error as error:
+            raise self.copy_error(table, error)
+        return position
+
+    def decode_error(self, table, position, error):
+        if "decode" not in str(error).lower():
+            return MigrationError("reading table %s from src failed: %s" % (table.name, error))
+        row_position, column, why = locate_bad_utf8(self.source, table, position)
+        where = describe_row(self.source, table, row_position) if row_position is not None else "a row"
+        return MigrationError("table %s, column %s, %s: text is not valid UTF-8 (%s); PostgreSQL cannot store it "
+                              "as text: fix the row in the source" % (table.name, column, where, why))
+
+    def copy_error(self, table, error):
+        context = getattr(error.diag, "context", None) or ""
+        message = getattr(error.diag, "message_primary", None) or str(error)
+        match = re.search(r"line (\d+)(?:, column ([^:]+))?", context)
+        if match:
+            where = describe_row(self.source, table, int(match.group(1)) - 1)
+            column = match.group(2) or "?"
+            if "0x00" in message:
+                message = "text contains a NUL character (0x00), which PostgreSQL text cannot hold"
+            return MigrationError("table %s, column %s, %s: %s; fix the row in the source"
+                                  % (table.name, column, where, message))
+        return MigrationError("copying table %s failed: %s" % (table.name, mask(message, self.secrets)))
+
+    # ---- the run
+
+    def run(self, mode="migrate"):
+        """Migrate (or only verify); returns the result dict; raises MigrationError with secrets masked."""
+        try:
+            return self._run(mode)
+        except MigrationError as error:
+            if self.pg is not None:
+                self.pg.rollback()
+            raise MigrationError(mask(error, self.secrets))
+        except (psycopg.Error, sqlite3.Error) as error:
+            if self.pg is not None and not self.pg.closed:
+                self.pg.rollback()
+            raise MigrationError("migration failed, nothing was changed in dest: %s" % mask(error, self.secrets))
+        finally:
+            self.close()
+
+    def _run(self, mode):
+        started = self.clock()
+        self.source = open_source(self.src)
+        tables = select_tables(read_schema(self.source), self.wanted)
+        for table in tables:
+            for what in table.skipped:
+                self.warnings.append("table %s: %s not carried over" % (table.name, what))
+        self.pg = self.connect()
+        cursor = self.pg.cursor()
+        existing = self.target_tables(cursor)
+
+        # What is in the target now: mappings by the target's own columns wherever the tables exist.
+        mappings = {}
+        for table in tables:
+            if self.layout == "existing" or mode == "verify":
+                mappings[table.name] = self.existing_mapping(cursor, table, existing)
+            elif table.name in existing:
+                try:
+                    mappings[table.name] = self.existing_mapping(cursor, table, existing)
+                except MigrationError:
+                    mappings[table.name] = None  # a different table under that name: replaced below
+            else:
+                mappings[table.name] = None
+
+        source_stats = {}
+        for table in tables:
+            families = (mappings[table.name] or create_mapping(table)).families()
+            rows, aggregates, foreign = scan_source(self.source, table, families)
+            plan_storage_classes(self.source, table, foreign)
+            source_stats[table.name] = (rows, aggregates, families)
+
+        if mode == "verify":
+            verification = self.compare(cursor, tables, mappings, source_stats)
+            self.pg.rollback()
+            return self.result(False, tables, source_stats, verification, started, copied={}, sequences=[])
+
+        # A previous complete run: same rows and checksums everywhere means nothing to do.
+        current = {}
+        for table in tables:
+            mapping = mappings[table.name]
+            if mapping is not None and self.has_rows(cursor, mapping.target_name):
+                current[table.name] = mapping
+        if all(mappings[t.name] is not None for t in tables):
+            verification = self.compare(cursor, tables, mappings, source_stats)
+            if verification["ok"]:
+                self.pg.rollback()
+                return self.result(False, tables, source_stats, verification, started, copied={}, sequences=[])
+        if current and self.if_exists == "fail":
+            raise MigrationError(
+                "target tables already hold rows that differ from src: %s in schema %s; nothing was written. Use "
+                "if_exists=truncate to replace them, or migrate into an empty schema"
+                % (", ".join(sorted(current)), self.schema))
+        self.pg.rollback()
+
+        if self.check_mode:
+            return self.result(True, tables, source_stats, None, started, copied={}, sequences=[])
+        if self.layout == "existing":
+            copied, sequences = self.load_existing(cursor, tables, mappings)
+            mappings_after = mappings
+        else:
+            copied, sequences = self.load_create(cursor, tables, existing)
+            mappings_after = dict((t.name, create_mapping(t)) for t in tables)
+        verification = None
+        if self.verify:
+            verification = self.compare(cursor, tables, mappings_after, source_stats)
+            if not verification["ok"]:
+                bad = [name for name, entry in verification["tables"].items() if not entry["match"]]
+                self.pg.rollback()
+                raise MigrationError("verification failed for tables %s (row counts or checksums differ); the "
+                                     "transaction was rolled back and dest is unchanged" % ", ".join(sorted(bad)))
+        self.pg.commit()
+        return self.result(True, tables, source_stats, verification, started, copied=copied, sequences=sequences)
+
+    def load_create(self, cursor, tables, existing):
+        self.execute(cursor, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        replaced = [t.name for t in tables if t.name in existing]
+        if replaced:
+            self.execute(cursor, sql.SQL("DROP TABLE {}").format(
+                sql.SQL(", ").join(qualified(self.schema, n) for n in replaced)))
+        copied = {}
+        for table in tables:
+            began = self.clock()
+            self.create_table(cursor, table)
+            mapping = create_mapping(table)
+            rows = self.copy_table(cursor, mapping, qualified(self.schema, table.name),
+                                   [c.kind for c in table.columns], freeze=True)
+            copied[table.name] = {"rows": rows, "seconds": self.clock() - began}
+        available = set(t.name for t in tables)
+        for table in tables:
+            began = self.clock()
+            self.add_keys_and_indexes(cursor, table)
+            copied[table.name]["seconds"] += self.clock() - began
+        for table in tables:
+            began = self.clock()
+            self.add_foreign_keys(cursor, table, available)
+            copied[table.name]["seconds"] += self.clock() - began
+        sequences = []
+        for table in tables:
+            if any(c.identity for c in table.columns):
+                sequences += self.reset_sequences(cursor, create_mapping(table), table.autoincrement_seq)
+        return copied, sequences
+
+    def load_existing(self, cursor, tables, mappings):
+        """Copy into temporary tables typed like the source, then INSERT ... SELECT with casts to the target's types.
+
+        Planning every INSERT before the TRUNCATE makes a column that cannot be cast fail before anything is written.
+        """
+        statements = []
+        for index, table in enumerate(tables):
+            mapping = mappings[table.name]
+            temp_name = "db_migrate_%d" % index
+            parts = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(column.pg_type))
+                                       for column, name, _f, _t in mapping.columns)
+            self.execute(cursor, sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+                sql.Identifier(temp_name), parts))
+            targets = sql.SQL(", ").join(sql.Identifier(name) for _c, name, _f, _t in mapping.columns)
+            casts = sql.SQL(", ").join(sql.SQL("CAST({} AS {})").format(sql.Identifier(name), sql.SQL(target_type))
+                                       for _c, name, _f, target_type in mapping.columns)
+            insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                qualified(self.schema, mapping.target_name), targets, casts, sql.Identifier(temp_name))
+            cursor.execute("SAVEPOINT db_migrate_plan")
+            try:
+                cursor.execute(sql.SQL("EXPLAIN ") + insert)
+            except psycopg.Error as error:
+                cursor.execute("ROLLBACK TO SAVEPOINT db_migrate_plan")
+                raise MigrationError("table %s: the source columns cannot be cast to the target's types: %s; "
+                                     "nothing was written" % (table.name, error.diag.message_primary or error))
+            cursor.execute("RELEASE SAVEPOINT db_migrate_plan")
+            statements.append((table, mapping, temp_name, insert))
+        self.execute(cursor, sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
+            qualified(self.schema, mappings[t.name].target_name) for t in tables)))
+        copied = {}
+        for table, mapping, temp_name, _insert in statements:
+            began = self.clock()
+            temp_mapping = Mapping(table, temp_name, [(c, n, f, t) for c, n, f, t in mapping.columns])
+            rows = self.copy_table(cursor, temp_mapping, sql.Identifier(temp_name), [c.kind for c in table.columns],
+                                   freeze=False)
+            copied[table.name] = {"rows": rows, "seconds": self.clock() - began}
+        for table, mapping, temp_name, insert in self.parents_first(cursor, statements):
+            began = self.clock()
+            try:
+                self.execute(cursor, insert)
+            except psycopg.Error as error:
+                raise MigrationError("table %s: loading into %s.%s failed: %s; nothing was written"
+                                     % (table.name, self.schema, mapping.target_name,
+                                        error.diag.message_primary or error))
+            copied[table.name]["seconds"] += self.clock() - began
+        sequences = []
+        for table, mapping, _temp, _insert in statements:
+            sequences += self.reset_sequences(cursor, mapping, table.autoincrement_seq)
+        return copied, sequences
+
+    def parents_first(self, cursor, statements):
+        """Order the inserts so tables referenced by foreign keys are filled before the tables referencing them."""
+        cursor.execute("SELECT c.relname, p.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+                       "JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE k.contype = 'f' AND n.nspname = %s", (self.schema,))
+        parents = {}
+        for child, parent in cursor.fetchall():
+            if child != parent:
+                parents.setdefault(child, set()).add(parent)
+        ordered, placed, pending = [], set(), list(statements)
+        for _round in range(len(pending) + 1):
+            if not pending:
+                break
+            waiting = []
+            names = set(s[1].target_name for s in pending)
+            for entry in pending:
+                if parents.get(entry[1].target_name, set()) & (names - placed - {entry[1].target_name}):
+                    waiting.append(entry)
+                else:
+                    ordered.append(entry)
+                    placed.add(entry[1].target_name)
+            if len(waiting) == len(pending):  # a cycle: keep the given order
+                ordered += waiting
+                waiting = []
+            pending = waiting
+        return ordered
+
+    def compare(self, cursor, tables, mappings, source_stats):
+        entries = {}
+        for table in tables:
+            mapping = mappings[table.name]
+            source_rows, source_aggregates, families = source_stats[table.name]
+            target = self.target_stats(cursor, mapping)
+            if families != mapping.families():  # scanned for another layout of the target: scan again
+                source_aggregates = scan_source(self.source, table, mapping.families())[1]
+            match = aggregates_match(source_aggregates, target)
+            entries[table.name] = {
+                "target": mapping.target_name,
+                "source_rows": source_rows,
+                "target_rows": target[0],
+                "source_checksum": checksum_digest(source_aggregates),
+                "target_checksum": checksum_digest(target),
+                "match": match,
+            }
+        return {"ok": all(e["match"] for e in entries.values()), "tables": entries}
+
+    def result(self, changed, tables, source_stats, verification, started, copied, sequences):
+        per_table = []
+        for table in tables:
+            entry = {"name": table.name, "rows": source_stats[table.name][0]}
+            if table.name in copied:
+                entry["rows"] = copied[table.name]["rows"]
+                entry["seconds"] = round(copied[table.name]["seconds"], 3)
+            per_table.append(entry)
+        seconds = self.clock() - started
+        total_rows = sum(e["rows"] for e in per_table)
+        return {
+            "changed": changed,
+            "tables": per_table,
+            "totals": {"tables": len(per_table), "rows": total_rows, "seconds": round(seconds, 3),
+                       "rows_per_second": int(total_rows / seconds) if copied and seconds > 0 else 0},
+            "verification": verification,
+            "sequences": sequences,
+            "statements": [mask(s, self.secrets) for s in self.statements],
+            "warnings": self.warnings,
+        }
