@@ -1,8 +1,130 @@
-"""Local emulator tests (no Docker): make ``positemu`` importable from tests/emulator/src."""
+"""Local emulator tests (no Docker): the .debs are built and unpacked into a temporary directory, and their
+binaries run as plain processes on loopback with SQLite (or PostgreSQL when one is reachable) in tmp dirs."""
 
+import os
 import pathlib
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
-SRC = pathlib.Path(__file__).resolve().parent / "src"
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+SRC = HERE / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+
+# Fast tuning for tests (the defaults are the documented values).
+FAST_ENV = {
+    "POSITEMU_MIGRATION_SECONDS": "2",
+    "POSITEMU_SCHEMA_CHECK_SECONDS": "2",
+    "POSITEMU_POLL_SECONDS": "1",
+    "POSITEMU_HEARTBEAT_SECONDS": "1",
+    "POSITEMU_JOB_ABANDON_SECONDS": "4",
+    "POSITEMU_DRAIN_SECONDS": "30",
+}
+
+
+@pytest.fixture(scope="session")
+def unpacked(tmp_path_factory):
+    """{(package, version): root dir of the unpacked .deb} for every package build.sh makes."""
+    out = tmp_path_factory.mktemp("debs")
+    subprocess.run(["bash", str(HERE / "build.sh"), str(out)], check=True, stdout=subprocess.DEVNULL)
+    roots = {}
+    for deb in sorted(out.glob("*.deb")):
+        fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version"], capture_output=True,
+                                text=True, check=True).stdout.split("\n")
+        package = fields[0].split(": ", 1)[1]
+        version = fields[1].split(": ", 1)[1]
+        root = tmp_path_factory.mktemp("%s-%s" % (package, version.replace("+", "_")))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        roots[(package, version)] = root
+    return roots
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(url, method="GET", data=None, timeout=10):
+    """(status, body text) of a request; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, method=method, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class Process:
+    """A daemon started from an unpacked package, with its own run dir and log file."""
+
+    def __init__(self, argv, env, log_path):
+        self.log_path = log_path
+        self.log_handle = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log_handle, stderr=subprocess.STDOUT)
+
+    def log(self):
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def wait_log(self, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            time.sleep(0.1)
+        raise AssertionError("%r not in log within %ss:\n%s" % (text, timeout, self.log()))
+
+    def wait_exit(self, timeout=20):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("process still running after %ss:\n%s" % (timeout, self.log())) from None
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log_handle.close()
+
+
+def wait_http(url, status=200, timeout=20):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = http(url, timeout=2)
+        except OSError as error:
+            last = error
+        if isinstance(last, tuple) and last[0] == status:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("%s did not answer %s within %ss (last: %r)" % (url, status, timeout, last))
+
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def env_with(extra=None):
+    env = dict(os.environ)
+    env.pop("JOURNAL_STREAM", None)
+    env.update(FAST_ENV)
+    env.update(extra or {})
+    return env

@@ -131,3 +131,27 @@ class ServiceLock:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
             return False
+
+
+def build_info():
+    """What this installed binary is: {"package", "version", "schema"} from <LIB_DIR>/positemu_build.json."""
+    import json
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "positemu_build.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise SystemExit("%s is missing: run the emulator from a package built by tests/emulator/build.sh"
+                         % path) from None
+
+
+def user_may_administer(group):
+    """The products' admin tools run as root or as a member of the product's group."""
+    import grp
+    if os.geteuid() == 0:
+        return True
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    return gid in os.getgroups() or gid == os.getegid()
