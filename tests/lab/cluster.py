@@ -1,0 +1,259 @@
+"""A whole cluster lab with its Ansible inventory: PostgreSQL, HAProxy, a package server and N product nodes.
+
+The containers come from ``tests.lab.lab``; the inventory uses the lab's group variables
+(``inventories/lab/group_vars``) and Docker connections, so ``positops.ha.site`` builds the cluster exactly as
+on real machines. Used by the rolling-upgrade tests and the benchmark.
+
+    cluster = Cluster(Lab("upg"), "package_manager", nodes=3)
+    cluster.up()                                    # containers, then site.yml with the old version
+    cluster.playbook("rolling_upgrade.yml", extra_vars={"rolling_upgrade_product": "package_manager",
+                                                        "package_manager_version": cluster.new_version})
+    cluster.destroy()
+
+    python -m tests.lab.cluster up package_manager 3     # by hand (prefix from $POSITOPS_LAB)
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+from tests.lab.lab import REPO, Lab, LabError, build_debs
+
+VENV_BIN = REPO / ".venv" / "bin"
+COLLECTIONS_DIR = REPO / "build" / "collections"
+GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
+
+# docs/CONTRACTS.md: versions (old -> new), services and ports of the emulated products.
+PRODUCTS = {
+    "package_manager": {"package": "rstudio-pm", "service": "rstudio-pm", "port": 4242, "health": "/__ping__",
+                        "old": "2023.08.4-20", "new": "2023.12.0-13", "node": "pm"},
+    "connect": {"package": "rstudio-connect", "service": "rstudio-connect", "port": 3939, "health": "/__ping__",
+                "old": "2023.09.0", "new": "2023.12.0", "node": "rsc"},
+    "workbench": {"package": "rstudio-workbench", "service": "rstudio-server", "port": 8787,
+                  "health": "/health-check", "old": "2023.09.1+494.pro2", "new": "2023.12.0+369.pro3",
+                  "node": "rsw"},
+}
+
+# Emulator tuning for short tests (read from /etc/default/<service>): a 2 s migration, schema checks and mode
+# polls every second.
+FAST_TUNING = {"POSITEMU_MIGRATION_SECONDS": "2", "POSITEMU_SCHEMA_CHECK_SECONDS": "2",
+               "POSITEMU_POLL_SECONDS": "1", "POSITEMU_HEARTBEAT_SECONDS": "1", "POSITEMU_DRAIN_SECONDS": "5"}
+
+
+def ensure_collection_link():
+    """``positops.ha`` resolves to this work tree (build/collections/ansible_collections/positops/ha)."""
+    link = COLLECTIONS_DIR / "ansible_collections" / "positops" / "ha"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(REPO)
+    return COLLECTIONS_DIR
+
+
+class PlaybookResult:
+    def __init__(self, proc, seconds):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.seconds = seconds
+
+    @property
+    def output(self):
+        return self.stdout + self.stderr
+
+    def recap(self):
+        """``{host: {ok, changed, unreachable, failed, ...}}`` from the PLAY RECAP lines."""
+        recap = {}
+        lines = self.stdout.split("PLAY RECAP")[-1].splitlines()
+        for line in lines[1:]:
+            if ":" not in line:
+                continue
+            host, _, counters = line.partition(":")
+            fields = dict(item.split("=") for item in counters.split() if "=" in item)
+            if fields:
+                recap[host.strip()] = {key: int(value) for key, value in fields.items()}
+        return recap
+
+    def changed(self):
+        return sum(host.get("changed", 0) for host in self.recap().values())
+
+
+class Cluster:
+    def __init__(self, lab, product, nodes=3, tuning=None, load_balancer=True):
+        if product not in PRODUCTS:
+            raise ValueError("product must be one of %s" % ", ".join(PRODUCTS))
+        self.lab = lab
+        self.product = product
+        self.spec = PRODUCTS[product]
+        self.node_names = ["%s%d" % (self.spec["node"], number) for number in range(1, nodes + 1)]
+        self.tuning = dict(FAST_TUNING if tuning is None else tuning)
+        self.with_load_balancer = load_balancer
+        self.dir = REPO / "build" / "labs" / lab.prefix
+        self.inventory = self.dir / "inventory"
+        self.old_version = self.spec["old"]
+        self.new_version = self.spec["new"]
+
+    # -- containers ---------------------------------------------------------------------------------------------
+    def hosts(self):
+        """Inventory host names (= container names = HAProxy server names = cluster node names)."""
+        return [self.lab.container_name(name) for name in self.node_names]
+
+    def node(self, host_or_name):
+        name = host_or_name[len(self.lab.prefix) + 1:] if host_or_name.startswith(self.lab.prefix + "-") \
+            else host_or_name
+        return self.lab.node(name)
+
+    @property
+    def nodes(self):
+        return [self.lab.node(name) for name in self.node_names]
+
+    @property
+    def lb(self):
+        return self.lab.node("lb")
+
+    @property
+    def db(self):
+        return self.lab.node("db")
+
+    def start_containers(self):
+        build_debs()
+        self.lab.start_package_server()
+        self.lab.start_node("db")
+        if self.with_load_balancer:
+            self.lab.start_node("lb")
+        shared = self.lab.volume("shared")
+        for name in self.node_names:
+            node = self.lab.start_node(name, volumes={shared: "/srv/shared"})
+            self.write_tuning(node)
+
+    def write_tuning(self, node):
+        content = "".join("%s=%s\n" % item for item in sorted(self.tuning.items()))
+        node.write_file("/etc/default/%s" % self.spec["service"], content)
+
+    # -- inventory and playbooks --------------------------------------------------------------------------------
+    def write_inventory(self):
+        self.inventory.mkdir(parents=True, exist_ok=True)
+        group_vars = self.inventory / "group_vars"
+        if group_vars.is_symlink() or group_vars.exists():
+            group_vars.unlink()
+        group_vars.symlink_to(GROUP_VARS)
+        docker_host = {"ansible_connection": "community.docker.docker",
+                       "ansible_python_interpreter": "/usr/bin/python3"}
+        children = {
+            "database": {"hosts": {self.lab.container_name("db"): None}},
+            self.product: {"hosts": {host: None for host in self.hosts()}},
+        }
+        if self.with_load_balancer:
+            children["load_balancer"] = {"hosts": {self.lab.container_name("lb"): None}}
+        inventory = {"all": {"vars": docker_host, "children": children}}
+        # JSON is YAML: no YAML library needed here.
+        (self.inventory / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")
+        return self.inventory
+
+    def env(self):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": str(ensure_collection_link()),
+            "POSITOPS_LAB": self.lab.prefix,
+            "ANSIBLE_FORCE_COLOR": "false",
+            "ANSIBLE_NOCOLOR": "true",
+            "ANSIBLE_HOST_KEY_CHECKING": "false",
+            "ANSIBLE_PIPELINING": "true",
+            "ANSIBLE_RETRY_FILES_ENABLED": "false",
+            "PATH": "%s:%s" % (VENV_BIN, env.get("PATH", "")),
+        })
+        return env
+
+    def playbook(self, playbook, extra_vars=None, check=False, timeout=1200, log=None):
+        """Run a playbook of the collection (``playbooks/<name>``) against this lab; return a PlaybookResult."""
+        path = pathlib.Path(playbook)
+        if not path.is_absolute():
+            path = REPO / "playbooks" / playbook
+        args = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inventory), str(path)]
+        if extra_vars:
+            args += ["-e", json.dumps(extra_vars)]
+        if check:
+            args.append("--check")
+        started = time.monotonic()
+        proc = subprocess.run(args, capture_output=True, text=True, env=self.env(), timeout=timeout, cwd=REPO)
+        result = PlaybookResult(proc, time.monotonic() - started)
+        if log is not None:
+            pathlib.Path(log).write_text(result.output)
+        return result
+
+    def version_vars(self, version):
+        return {"%s_version" % self.product: version}
+
+    def upgrade_vars(self, **extra):
+        variables = {"rolling_upgrade_product": self.product}
+        variables.update(self.version_vars(self.new_version))
+        variables.update(extra)
+        return variables
+
+    def up(self, version=None):
+        """Containers, inventory and ``site.yml`` with ``version`` (default: the old one)."""
+        self.start_containers()
+        self.write_inventory()
+        result = self.playbook("site.yml", extra_vars=self.version_vars(version or self.old_version),
+                               log=self.dir / "site.log")
+        if result.rc != 0:
+            raise LabError("site.yml failed (rc=%s), log in %s:\n%s" % (
+                result.rc, self.dir / "site.log", result.output[-6000:]))
+        return result
+
+    # -- observations -------------------------------------------------------------------------------------------
+    def installed_version(self, node):
+        return node.output("dpkg-query --show --showformat='${Version}' %s" % self.spec["package"], check=False)
+
+    def service_active(self, node):
+        return node.output("systemctl is-active %s" % self.spec["service"], check=False) == "active"
+
+    def health(self, node):
+        """HTTP status of the node's health endpoint, 0 when nothing answers."""
+        code = node.output("curl -s -o /dev/null -w '%%{http_code}' --max-time 3 http://127.0.0.1:%d%s" % (
+            self.spec["port"], self.spec["health"]), check=False)
+        return int(code) if code.isdigit() else 0
+
+    def lb_status(self):
+        """``{server: status}`` of the product's HAProxy backend."""
+        script = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+                  "s.sendall(b'show stat\\n'); import sys; data = b''\n"
+                  "while True:\n    chunk = s.recv(65536)\n    if not chunk: break\n    data += chunk\n"
+                  "sys.stdout.write(data.decode())")
+        text = self.lb.output("python3 -c %s" % shlex.quote(script))
+        header = text.lstrip("# ").splitlines()[0].split(",")
+        states = {}
+        for line in text.splitlines()[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("pxname") == self.product and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                states[row["svname"]] = row["status"]
+        return states
+
+    def psql(self, database, sql):
+        return self.db.output("psql -d %s -tAc %s" % (shlex.quote(database), shlex.quote(sql)), user="postgres")
+
+    def destroy(self):
+        self.lab.destroy()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="bring a cluster lab up or down")
+    parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument("product", choices=sorted(PRODUCTS))
+    parser.add_argument("nodes", type=int, nargs="?", default=3)
+    args = parser.parse_args(argv)
+    cluster = Cluster(Lab(), args.product, nodes=args.nodes)
+    if args.action == "down":
+        cluster.destroy()
+        return 0
+    cluster.up()
+    print("inventory: %s" % cluster.inventory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
