@@ -4,7 +4,8 @@ The connection, schema versions and migrations come from the shared core (``posi
 Workbench keeps its own ``lb_node`` table rather than the core's ``nodes`` table because its semantics differ:
 a node is an address (host, port), its status is one of the documented database statuses, and its last-seen time
 only moves while it is Online. Schema 11 is the 2023.09 layout; schema 12 (2023.12) adds ``lb_event``, where the
-newer version records cluster events.
+newer version records cluster events. Timestamps are DOUBLE PRECISION: PostgreSQL's REAL is a 4-byte float,
+about two minutes of precision at today's epoch times.
 """
 
 import hashlib
@@ -19,14 +20,16 @@ DatabaseError = dbmod.DatabaseError
 
 SCHEMA_11 = (
     "CREATE TABLE IF NOT EXISTS lb_cluster (id INTEGER PRIMARY KEY, key_hash TEXT NOT NULL, "
-    "protocol TEXT NOT NULL, updated REAL NOT NULL)",
+    "protocol TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS lb_node (id INTEGER PRIMARY KEY, host TEXT NOT NULL, ipv4 TEXT NOT NULL, "
-    "port INTEGER NOT NULL, status TEXT NOT NULL, last_seen REAL, version TEXT NOT NULL, UNIQUE (host, port))",
+    "port INTEGER NOT NULL, status TEXT NOT NULL, last_seen DOUBLE PRECISION, version TEXT NOT NULL, "
+    "UNIQUE (host, port))",
     # The highest node ID ever handed out, so a deleted node's ID is never given to another node.
     "CREATE TABLE IF NOT EXISTS lb_node_seq (id INTEGER PRIMARY KEY, last INTEGER NOT NULL)",
 )
 SCHEMA_12 = SCHEMA_11 + (
-    "CREATE TABLE IF NOT EXISTS lb_event (at REAL NOT NULL, node_id INTEGER NOT NULL, event TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS lb_event (at DOUBLE PRECISION NOT NULL, node_id INTEGER NOT NULL, "
+    "event TEXT NOT NULL)",
 )
 DDL = {11: SCHEMA_11, 12: SCHEMA_12}
 NODE_FIELDS = ("id", "host", "ipv4", "port", "status", "last_seen", "version")
