@@ -101,6 +101,10 @@ class MigrationError(Exception):
     """A refusal or failure; the message names what is wrong and what to do."""
 
 
+class _NotFast(Exception):
+    """A value did not fit the fast path of a table's copy: copy it again in careful mode."""
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Secrets in the destination URI
 
@@ -364,7 +368,8 @@ def target_checksum_terms(name, family):
     elif family == "blob":
         terms.append(sql.SQL("sum(length({}))").format(ref))
     elif family in ("timestamp", "timestamptz"):
-        terms.append(sql.SQL("sum(trunc(extract(epoch FROM {}))::bigint)").format(ref))
+        # SQLite rounds fractional seconds to milliseconds, then truncates to whole seconds: do the same.
+        terms.append(sql.SQL("sum(floor(floor(extract(epoch FROM {}) * 1000 + 0.5) / 1000)::bigint)").format(ref))
     elif family == "date":
         terms.append(sql.SQL("sum({} - DATE '1970-01-01')").format(ref))
     return terms
@@ -402,33 +407,41 @@ def checksum_digest(aggregates):
     return hashlib.sha256(json.dumps(canonical).encode("utf-8")).hexdigest()[:16]
 
 
-def scan_source(connection, table, families):
-    """One scan of a source table: row count, checksum aggregates and foreign storage classes per column.
+def source_checksum(connection, table, families):
+    """One scan of a source table: (row count, checksum aggregates).
 
-    ``families`` gives, per column, the checksum family of its target column. Returns (rows, aggregates,
-    foreign) where foreign maps a column name to the storage classes that are not native to its kind.
+    ``families`` gives, per column, the checksum family of its target column (columns without one are counted
+    only through the row count).
     """
     terms = ["count(*)"]
     for column in table.columns:
         if column.name in families:
             terms.extend(source_checksum_terms(column, families[column.name]))
-    class_terms = []
-    for column in table.columns:
-        native = ", ".join("'%s'" % c for c in NATIVE_CLASSES[column.kind] + ("null",))
-        class_terms.append("sum(typeof(%s) NOT IN (%s))" % (sqlite_quote(column.name), native))
-    query = "SELECT %s FROM %s" % (", ".join(terms + class_terms), sqlite_quote(table.name))
+    query = "SELECT %s FROM %s" % (", ".join(terms), sqlite_quote(table.name))
     try:
         row = connection.execute(query).fetchone()
     except sqlite3.OperationalError as error:
         raise MigrationError("reading table %s from src failed: %s" % (table.name, error))
-    aggregates = normalise_aggregates(row[:len(terms)])
+    aggregates = normalise_aggregates(row)
+    return aggregates[0], aggregates
+
+
+def foreign_storage_classes(connection, table):
+    """Per column, the SQLite storage classes present that are not native to the column's kind."""
+    terms = []
+    for column in table.columns:
+        native = ", ".join("'%s'" % c for c in NATIVE_CLASSES[column.kind] + ("null",))
+        terms.append("sum(typeof(%s) NOT IN (%s))" % (sqlite_quote(column.name), native))
+    if not terms:
+        return {}
+    row = connection.execute("SELECT %s FROM %s" % (", ".join(terms), sqlite_quote(table.name))).fetchone()
     foreign = {}
-    for column, count in zip(table.columns, row[len(terms):]):
+    for column, count in zip(table.columns, row):
         if count:
             classes = [r[0] for r in connection.execute(
                 "SELECT DISTINCT typeof(%s) FROM %s" % (sqlite_quote(column.name), sqlite_quote(table.name)))]
             foreign[column.name] = [c for c in classes if c not in NATIVE_CLASSES[column.kind] + ("null",)]
-    return aggregates[0], aggregates, foreign
+    return foreign
 
 
 def describe_row(connection, table, offset):
@@ -480,6 +493,25 @@ def plan_storage_classes(connection, table, foreign):
 
 # --------------------------------------------------------------------------------------------------------------
 # Value converters for kinds that binary COPY needs as Python objects
+
+
+# Fast path: SQLite computes PostgreSQL's binary form of timestamps (int64 microseconds since 2000-01-01) and dates
+# (int32 days since 2000-01-01) for the common ISO shapes and for epoch numbers; other text stays text, which the
+# int8/int4 dumper rejects, and the table is then copied again with the Python converters (careful mode).
+PG_EPOCH_SECONDS = 946684800
+_ISO_SECONDS = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][ T][0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+FAST_TIMESTAMP = (
+    "CASE WHEN typeof({0}) IN ('integer', 'real') THEN CAST(({0} - %(epoch)d) * 1000000 AS INTEGER) "
+    "WHEN {0} GLOB '%(iso)s' THEN (strftime('%%s', {0}) - %(epoch)d) * 1000000 "
+    "WHEN {0} GLOB '%(iso)s.[0-9]*' AND substr({0}, 21) NOT GLOB '*[^0-9]*' AND length({0}) <= 26 "
+    "THEN (strftime('%%s', substr({0}, 1, 19)) - %(epoch)d) * 1000000 "
+    "+ CAST(substr(substr({0}, 21) || '000000', 1, 6) AS INTEGER) "
+    "ELSE {0} END" % {"epoch": PG_EPOCH_SECONDS, "iso": _ISO_SECONDS})
+FAST_DATE = (
+    "CASE WHEN {0} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]' "
+    "THEN CAST(julianday({0}) - 2451544.5 AS INTEGER) ELSE {0} END")
+FAST_PATHS = {"timestamp": (FAST_TIMESTAMP, "int8"), "timestamptz": (FAST_TIMESTAMP, "int8"),
+              "date": (FAST_DATE, "int4")}
 
 
 def _to_boolean(value):
@@ -794,23 +826,53 @@ class Migration:
 
     # ---- the copy
 
-    def copy_table(self, cursor, mapping, target, kinds, freeze):
+    def copy_table(self, cursor, mapping, target, create=None):
+        """Copy one table; first fast, and when a value does not fit the fast path, again in careful mode.
+
+        Each attempt runs in a savepoint. ``create`` (a callable) creates the target table inside the savepoint so
+        that COPY FREEZE applies (the table is new in the same subtransaction).
+        """
+        for careful in (False, True):
+            cursor.execute("SAVEPOINT db_migrate_copy")
+            try:
+                if create is not None:
+                    create()
+                rows = self._copy_attempt(cursor, mapping, target, careful, freeze=create is not None)
+            except _NotFast:
+                cursor.execute("ROLLBACK TO SAVEPOINT db_migrate_copy")
+                continue
+            cursor.execute("RELEASE SAVEPOINT db_migrate_copy")
+            return rows
+        raise MigrationError("table %s could not be copied" % mapping.table.name)  # careful mode raises first
+
+    def _copy_attempt(self, cursor, mapping, target, careful, freeze):
         table = mapping.table
-        expressions = []
-        for column, _name, _family, _type in mapping.columns:
+        columns = [c for c, _n, _f, _t in mapping.columns]
+        if careful:
+            plan_storage_classes(self.source, table, foreign_storage_classes(self.source, table))
+        expressions, copy_types, converted = [], [], []
+        for column in columns:
             ref = sqlite_quote(column.name)
-            expressions.append(column.select_cast.format(ref) if column.select_cast else ref)
+            fast = FAST_PATHS.get(column.kind) if not careful else None
+            if fast:
+                expressions.append(fast[0].format(ref))
+                copy_types.append(fast[1])
+                converted.append(None)
+            else:
+                expressions.append(column.select_cast.format(ref) if column.select_cast else ref)
+                copy_types.append(COPY_TYPES[column.kind])
+                converted.append(column.kind)
         select = "SELECT %s FROM %s ORDER BY %s" % (", ".join(expressions), sqlite_quote(table.name), table.order_by)
         names = [name for _c, name, _f, _t in mapping.columns]
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
             target, sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.SQL(", FREEZE" if freeze else ""))
-        self.statements.append(statement.as_string(cursor))
-        convert = row_converter(kinds)
-        columns = [c for c, _n, _f, _t in mapping.columns]
+        if not careful:
+            self.statements.append(statement.as_string(cursor))
+        convert = row_converter(converted)
         position = 0
         try:
             with cursor.copy(statement) as copy:
-                copy.set_types([COPY_TYPES[k] for k in kinds])
+                copy.set_types(copy_types)
                 write_row = copy.write_row
                 source_cursor = self.source.execute(select)
                 while True:
@@ -825,23 +887,28 @@ class Migration:
                             for row in rows:
                                 write_row(row)
                         except (TypeError, ValueError, OverflowError) as error:
+                            if not careful:
+                                raise _NotFast()
                             raise MigrationError("table %s: %s cannot be stored in PostgreSQL: %s" % (
                                 table.name, describe_row(self.source, table, position), error))
                     else:
                         for offset, row in enumerate(rows):
                             try:
                                 values = convert(row)
-                            except ValueError:
+                                write_row(values)
+                            except (TypeError, ValueError, OverflowError):
+                                if not careful:
+                                    raise _NotFast()
                                 name, why = locate_conversion_error(table, columns, row)
+                                kind = dict((c.name, c.kind) for c in columns).get(name)
                                 raise MigrationError(
                                     "table %s, column %s, %s: %s; PostgreSQL cannot store it as %s; fix the row "
                                     "in the source" % (table.name, name, describe_row(
-                                        self.source, table, position + offset), why,
-                                        PG_TYPES[columns[[c.name for c in columns].index(name)].kind]
-                                        if name != "?" else "declared"))
-                            write_row(values)
+                                        self.source, table, position + offset), why, PG_TYPES.get(kind, "declared")))
                     position += len(rows)
         except psycopg.Error as error:
+            if not careful:
+                raise _NotFast()
             raise self.copy_error(table, error)
         return position
 
@@ -910,8 +977,7 @@ class Migration:
         source_stats = {}
         for table in tables:
             families = (mappings[table.name] or create_mapping(table)).families()
-            rows, aggregates, foreign = scan_source(self.source, table, families)
-            plan_storage_classes(self.source, table, foreign)
+            rows, aggregates = source_checksum(self.source, table, families)
             source_stats[table.name] = (rows, aggregates, families)
 
         if mode == "verify":
@@ -965,10 +1031,8 @@ class Migration:
         copied = {}
         for table in tables:
             began = self.clock()
-            self.create_table(cursor, table)
-            mapping = create_mapping(table)
-            rows = self.copy_table(cursor, mapping, qualified(self.schema, table.name),
-                                   [c.kind for c in table.columns], freeze=True)
+            rows = self.copy_table(cursor, create_mapping(table), qualified(self.schema, table.name),
+                                   create=lambda table=table: self.create_table(cursor, table))
             copied[table.name] = {"rows": rows, "seconds": self.clock() - began}
         available = set(t.name for t in tables)
         for table in tables:
@@ -1018,8 +1082,7 @@ class Migration:
         for table, mapping, temp_name, _insert in statements:
             began = self.clock()
             temp_mapping = Mapping(table, temp_name, [(c, n, f, t) for c, n, f, t in mapping.columns])
-            rows = self.copy_table(cursor, temp_mapping, sql.Identifier(temp_name), [c.kind for c in table.columns],
-                                   freeze=False)
+            rows = self.copy_table(cursor, temp_mapping, sql.Identifier(temp_name))
             copied[table.name] = {"rows": rows, "seconds": self.clock() - began}
         for table, mapping, temp_name, insert in self.parents_first(cursor, statements):
             began = self.clock()
@@ -1069,7 +1132,7 @@ class Migration:
             source_rows, source_aggregates, families = source_stats[table.name]
             target = self.target_stats(cursor, mapping)
             if families != mapping.families():  # scanned for another layout of the target: scan again
-                source_aggregates = scan_source(self.source, table, mapping.families())[1]
+                source_aggregates = source_checksum(self.source, table, mapping.families())[1]
             match = aggregates_match(source_aggregates, target)
             entries[table.name] = {
                 "target": mapping.target_name,

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark db_migrate against pgloader and psql \\copy on the same SQLite data, in one run.
+
+    sudo .venv/bin/python benchmarks/db_migrate/bench.py            # 3,000,000 rows (the default)
+    .venv/bin/python benchmarks/db_migrate/bench.py --rows 100000   # quick smoke run
+
+Steps: install pgloader with apt-get when it is missing; generate the SQLite database (generate.py); start a
+throw-away PostgreSQL on loopback (tests/unit/pg_server.py, server defaults); then, each into a fresh database:
+  1. db_migrate through `ansible localhost -m positops.ha.db_migrate` as an operator would (Ansible's start-up,
+     the source scan, the load, the indexes and constraints and the verification all inside the measured time);
+  2. pgloader (Debian's package) with its defaults (creates tables, indexes, foreign keys, resets sequences);
+  3. psql `\\copy` of CSV files exported beforehand (export not timed) into bare tables: the raw speed limit.
+     The time psql then takes to add the same keys and indexes is printed separately.
+Prints rows/s of each and the ratios. Everything generated lives under --workdir (default build/bench-db_migrate).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import generate  # noqa: E402  (benchmarks/db_migrate/generate.py)
+from tests.unit.pg_server import PostgresServer  # noqa: E402
+
+# Bare target tables for the \copy baseline: the types db_migrate creates for generate.SCHEMA.
+RAW_TABLES = {
+    "users": "id bigint NOT NULL, email text NOT NULL, display_name text, active boolean NOT NULL, "
+             "created timestamp NOT NULL, avatar bytea",
+    "packages": "id bigint NOT NULL, name text NOT NULL, version text NOT NULL, size bigint NOT NULL, "
+                "score double precision, description text, sha256 bytea NOT NULL, owner_id bigint, "
+                "published timestamp NOT NULL",
+    "downloads": "id bigint NOT NULL, package_id bigint NOT NULL, ts timestamp NOT NULL, bytes bigint NOT NULL, "
+                 "duration double precision, client text",
+    "package_tags": "package_id bigint NOT NULL, tag text NOT NULL, weight double precision",
+}
+RAW_KEYS = """
+ALTER TABLE users ADD PRIMARY KEY (id);
+ALTER TABLE users ADD UNIQUE (email);
+ALTER TABLE packages ADD PRIMARY KEY (id);
+CREATE INDEX packages_name ON packages (name, version);
+ALTER TABLE downloads ADD PRIMARY KEY (id);
+CREATE INDEX downloads_package ON downloads (package_id);
+ALTER TABLE package_tags ADD PRIMARY KEY (package_id, tag);
+ALTER TABLE packages ADD FOREIGN KEY (owner_id) REFERENCES users (id);
+ALTER TABLE downloads ADD FOREIGN KEY (package_id) REFERENCES packages (id);
+ALTER TABLE package_tags ADD FOREIGN KEY (package_id) REFERENCES packages (id);
+"""
+
+
+def log(message):
+    print("[bench] %s" % message, file=sys.stderr, flush=True)
+
+
+def ensure_pgloader():
+    if shutil.which("pgloader"):
+        return
+    log("installing pgloader (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-qq", "pgloader"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def timed(argv, **kwargs):
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit("%s failed (rc=%d)\n%s\n%s" % (argv[0], result.returncode, result.stdout[-4000:],
+                                                         result.stderr[-4000:]))
+    return elapsed, result.stdout
+
+
+def collections_path(workdir):
+    """ansible needs the collection under .../ansible_collections/positops/ha: a symlink to this repository."""
+    root = os.path.join(workdir, "collections")
+    link = os.path.join(root, "ansible_collections", "positops", "ha")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO, link)
+    return root
+
+
+def run_db_migrate(server, database, source, workdir):
+    uri = server.create_database(database)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_LOCALHOST_WARNING="False",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
+    elapsed, stdout = timed([ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
+                             "-a", json.dumps({"src": source, "dest": uri})], env=env)
+    result = json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    if result.get("failed") or not result["verification"]["ok"]:
+        raise SystemExit("db_migrate failed: %s" % result.get("msg"))
+    return elapsed, result
+
+
+def run_pgloader(server, database, source, workdir):
+    server.create_database(database)
+    # pgloader 3.6 cannot parse a URI without a password reliably: the server trusts loopback, any password works.
+    target = "pgsql://postgres:unused@127.0.0.1:%d/%s" % (server.port, database)
+    elapsed, _stdout = timed(["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target],
+                             cwd=workdir)
+    return elapsed
+
+
+def export_csv(source, workdir):
+    paths = {}
+    for table, columns in RAW_TABLES.items():
+        names = [part.split()[0] for part in columns.split(", ")]
+        select = ", ".join("'\\x' || hex(%s)" % n if n in ("avatar", "sha256") else n for n in names)
+        select = select.replace("'\\x' || hex(avatar)", "CASE WHEN avatar IS NULL THEN NULL "
+                                                         "ELSE '\\x' || hex(avatar) END")
+        path = os.path.join(workdir, "%s.csv" % table)
+        with open(path, "w", encoding="utf-8") as handle:
+            subprocess.run(["sqlite3", "-csv", source, "SELECT %s FROM %s" % (select, table)], stdout=handle,
+                           check=True)
+        os.chmod(path, 0o644)
+        paths[table] = path
+    return paths
+
+
+def run_raw_copy(server, database, csv_paths, workdir):
+    server.create_database(database)
+    script = os.path.join(workdir, "raw_copy.sql")
+    with open(script, "w", encoding="utf-8") as handle:
+        for table, columns in RAW_TABLES.items():
+            handle.write("CREATE TABLE %s (%s);\n" % (table, columns))
+            handle.write("\\copy %s FROM '%s' WITH (FORMAT csv)\n" % (table, csv_paths[table]))
+    keys = os.path.join(workdir, "raw_keys.sql")
+    with open(keys, "w", encoding="utf-8") as handle:
+        handle.write(RAW_KEYS)
+    psql = [os.path.join(server.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+            "-p", str(server.port), "-U", "postgres", "-d", database, "-f"]
+    copy_seconds, _ = timed(psql + [script])
+    keys_seconds, _ = timed(psql + [keys])
+    return copy_seconds, keys_seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3000000, help="rows in the SQLite database (default 3000000)")
+    parser.add_argument("--workdir", default=os.path.join(REPO, "build", "bench-db_migrate"))
+    parser.add_argument("--skip", action="append", default=[], choices=["pgloader", "raw"],
+                        help="leave a contender out (repeatable)")
+    args = parser.parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    os.chmod(args.workdir, 0o755)
+    if "pgloader" not in args.skip:
+        ensure_pgloader()
+    source = os.path.join(args.workdir, "source-%d.sqlite" % args.rows)
+    if not os.path.exists(source):
+        log("generating %d rows into %s" % (args.rows, source))
+        generate.generate(source + ".tmp", args.rows)
+        os.rename(source + ".tmp", source)
+    os.chmod(source, 0o644)
+    rows = args.rows
+    figures = {}
+    with PostgresServer(prefix="positops-bench-pg-") as server:
+        log("PostgreSQL on 127.0.0.1:%d" % server.port)
+        if "raw" not in args.skip:
+            csv_paths = export_csv(source, args.workdir)
+            log("psql \\copy")
+            copy_seconds, keys_seconds = run_raw_copy(server, "bench_raw", csv_paths, args.workdir)
+            figures["psql \\copy (raw, no indexes)"] = copy_seconds
+            figures["psql \\copy + same keys/indexes"] = copy_seconds + keys_seconds
+        log("db_migrate through ansible")
+        seconds, result = run_db_migrate(server, "bench_db_migrate", source, args.workdir)
+        figures["db_migrate via ansible"] = seconds
+        log("db_migrate module totals: %s" % json.dumps(result["totals"]))
+        if "pgloader" not in args.skip:
+            log("pgloader")
+            figures["pgloader"] = run_pgloader(server, "bench_pgloader", source, args.workdir)
+    print("rows: %d" % rows)
+    for name, seconds in figures.items():
+        print("%-34s %8.2f s  %10.0f rows/s" % (name, seconds, rows / seconds))
+    ours = rows / figures["db_migrate via ansible"]
+    if "pgloader" in figures:
+        print("db_migrate / pgloader:            %.2fx" % (ours / (rows / figures["pgloader"])))
+    if "psql \\copy (raw, no indexes)" in figures:
+        print("db_migrate / raw \\copy:           %.0f%%" % (100 * ours / (rows / figures["psql \\copy (raw, no indexes)"])))
+        print("db_migrate / \\copy + keys:        %.0f%%"
+              % (100 * ours / (rows / figures["psql \\copy + same keys/indexes"])))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
