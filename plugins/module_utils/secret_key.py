@@ -28,8 +28,9 @@ _CHARACTER_CLASSES = (
 
 
 def key_material(data):
-    """The key without the trailing line break that editors and ``echo`` add; this is what is compared."""
-    return data.rstrip(b"\r\n")
+    """The key without surrounding white space (the line break ``echo`` adds); this is what is compared,
+    as Workbench itself trims the file."""
+    return data.strip()
 
 
 def fingerprint(data):
@@ -40,9 +41,11 @@ def fingerprint(data):
 def alphabet_size(data):
     """Size of the smallest usual alphabet that covers ``data`` (hex, or a union of character classes)."""
     symbols = set(data)
-    if symbols <= _HEX and not (symbols & set(b"abcdef") and symbols & set(b"ABCDEF")):
+    # Hex in one letter case (a mixed-case string is counted by character classes below).
+    single_case = not (symbols & set(b"abcdef") and symbols & set(b"ABCDEF"))
+    if single_case and symbols <= _HEX:
         return 16
-    if symbols <= set(_HEX | {ord("-")}):
+    if single_case and symbols <= _HEX | {ord("-")}:
         return 17  # UUIDs
     size = 0
     covered = set()
@@ -72,10 +75,12 @@ def strength(data):
 
 def weakness(data, min_bits):
     """None when the key holds at least ``min_bits`` by both estimates, else a sentence saying why not."""
+    if not key_material(data):
+        return "it is empty"
     alphabet_bits, compressed_bits = strength(data)
     if alphabet_bits < min_bits:
         return ("it is too short: %d characters over an alphabet of %d symbols hold at most %d bits, and at least "
-                "%d are required" % (len(key_material(data)), alphabet_size(key_material(data)) if data else 0,
+                "%d are required" % (len(key_material(data)), alphabet_size(key_material(data)),
                                       alphabet_bits, min_bits))
     if compressed_bits < min_bits:
         return ("it has too little entropy: it is repetitive or patterned and compresses to %d bits, below the "

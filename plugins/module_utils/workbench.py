@@ -107,10 +107,10 @@ def parse_delete_node(node_id):
     return parser
 
 
-def read_www_host_name(path=LOAD_BALANCER_CONFIG):
+def read_www_host_name(path=None):
     """The ``www-host-name`` of /etc/rstudio/load-balancer without scheme or port, or None."""
     try:
-        with open(path) as handle:
+        with open(path or LOAD_BALANCER_CONFIG) as handle:
             lines = handle.read().splitlines()
     except (IOError, OSError):
         return None

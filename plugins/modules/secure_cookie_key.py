@@ -19,8 +19,8 @@ description:
     cluster's, and shows both fingerprints.
   - Without O(content), an existing key is kept and checked; when the file is missing (or empty) a random key
     with O(min_bits) of entropy is generated.
-  - Keys are compared without their trailing line break. Weak keys (too short for O(min_bits), or repetitive)
-    are refused, and so are modes that give the group or others any access.
+  - Keys are compared without surrounding white space (such as the trailing line break C(echo) adds). Weak keys
+    (too short for O(min_bits), or repetitive) are refused, and so are modes that give the group or others any access.
   - A wrong mode, owner or group is repaired and reported as a change. The file is written through a private
     temporary file and an atomic rename, never readable by anyone else on the way.
   - The module never returns or shows the key (only its SHA-256 fingerprint), unless O(return_key=true).
@@ -32,7 +32,7 @@ options:
   content:
     description:
       - The key the file must hold (the cluster's key). Keep it in a vault.
-      - Written exactly as given; a trailing line break is ignored when comparing.
+      - Written exactly as given; surrounding white space is ignored when comparing.
       - When omitted, an existing key is kept, and a missing one is generated.
     type: str
   min_bits:
@@ -85,7 +85,7 @@ attributes:
     support: full
     details: The diff shows the fingerprint, mode, owner and group before and after, never key material.
 notes:
-  - The fingerprint is the SHA-256 of the key without its trailing line break; compare it across nodes with
+  - The fingerprint is the SHA-256 of the key without surrounding white space; compare it across nodes with
     O(state=present) and no O(content) in check mode, which only reads.
 author:
   - positops.ha contributors
@@ -132,8 +132,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-path:
-  description: The key file.
+key_file:
+  description:
+    - The key file. (Not named C(path), so that Ansible does not overwrite RV(mode) and RV(owner) with the file's
+      state on disk in check mode.)
   returned: always
   type: str
   sample: /etc/rstudio/secure-cookie-key
@@ -175,7 +177,7 @@ backup_file:
   type: str
   sample: /etc/rstudio/secure-cookie-key.12345.2026-11-23@12:40:05~
 key:
-  description: B(Secret.) The key material, without its trailing line break.
+  description: B(Secret.) The key material, without surrounding white space.
   returned: when O(return_key=true) and a key exists (not in check mode when one would be generated)
   type: str
   sample: 3c6e0b8a9c15224a8228b9a98ca1531d3c6e0b8a9c15224a8228b9a98ca1531d
@@ -314,7 +316,7 @@ def main():
 
     existing = _read(module, path)
     before = _file_state(path)
-    result = dict(changed=False, path=path, generated=False, replaced=False)
+    result = dict(changed=False, key_file=path, generated=False, replaced=False)
 
     if params["state"] == "absent":
         _remove(module, result, before)

@@ -1,0 +1,306 @@
+"""cluster_node, as data: each case gives the module arguments, the CLI calls expected in order (with what the
+fake CLI answers, recorded outputs named ``@file``) and the result the module must return."""
+
+import pytest
+
+from ansible_collections.positops.ha.plugins.modules import cluster_node
+
+PM_NODES = ["cluster", "nodes"]
+WB_LIST = ["list-nodes"]
+LOCAL_RSW1 = {"names": {"rsw1", "rsw1.lab"}, "addresses": {"172.18.0.5"}}
+
+
+def C(args, stdout="", rc=0, stderr="", duration=0.0):
+    return dict(args=args, stdout=stdout, rc=rc, stderr=stderr, duration=duration)
+
+
+# Each case: args, calls, and expect = {failed, msg (fragments), changed, changed_nodes, modes, waited, ...}.
+CASES = {
+    # ---- Package Manager -------------------------------------------------------------------------------------
+    "pm-offline-two": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1,pm2", "--timeout=60"], "@rspm/cluster-nodes-two-offline.txt",
+                 duration=3.24)],
+        expect=dict(changed=True, changed_nodes=["pm1", "pm2"], modes={"pm1": "offline", "pm2": "offline"},
+                    waited=3.2)),
+    "pm-offline-already": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt")],
+        expect=dict(changed=False, changed_nodes=[], modes={"pm1": "offline", "pm2": "offline"}, waited=0)),
+    "pm-offline-only-the-ones-online": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline", timeout=90),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2", "--timeout=90"], "@rspm/cluster-nodes-two-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm1": "offline", "pm2": "offline"})),
+    "pm-online-default-state-long-timeout": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], timeout=300),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=300"], "@rspm/cluster-nodes-all-online.txt",
+                 duration=41.0)],
+        expect=dict(changed=True, changed_nodes=["pm1", "pm2"], modes={"pm1": "online", "pm2": "online"},
+                    waited=41.0)),
+    "pm-duplicates-collapse": dict(
+        args=dict(product="package_manager", nodes=["pm2", " pm2 "], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2", "--timeout=60"], "@rspm/cluster-nodes-two-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm2": "offline"})),
+    "pm-check-mode": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"), check_mode=True,
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm1": "offline", "pm2": "online"}, waited=0)),
+    "pm-unknown-node": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm9"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt")],
+        expect=dict(failed=True, msg=["Unknown Package Manager node(s): pm9.", "Known nodes: pm1, pm2, pm3."],
+                    known_nodes=["pm1", "pm2", "pm3"])),
+    "pm-timeout": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="online", timeout=5),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=5"],
+                 "pm1 2023.12.0-13 online\npm2 2023.12.0-13 offline\npm3 2023.12.0-13 online\n", rc=1,
+                 stderr="@rspm/error-timeout.txt", duration=5.0)],
+        expect=dict(failed=True, msg=["Timed out after 5s waiting for node(s) to be online: pm1 (online), "
+                                      "pm2 (offline)."],
+                    modes={"pm1": "online", "pm2": "offline"}, waited=5.0, rc=1)),
+    "pm-node-vanished-while-running": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], rc=1,
+                 stderr="Error: unknown node(s): pm1. Known nodes: pm2, pm3\n")],
+        expect=dict(failed=True, msg=["rspm does not know node(s) pm1 (known: pm2, pm3)"])),
+    "pm-other-cli-error": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], rc=1, stderr="@rspm/error-bad-timeout.txt")],
+        expect=dict(failed=True, msg=["failed with exit code 1", "flag --timeout"], rc=1,
+                    stderr_contains="invalid value")),
+    "pm-success-but-listing-disagrees": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "@rspm/cluster-nodes-all-online.txt")],
+        expect=dict(failed=True, msg=["rspm reported success but", "node(s) not offline: pm1 (online)"])),
+    "pm-success-but-node-missing": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "pm2 2023.12.0-13 online\n")],
+        expect=dict(failed=True, msg=["missing node(s): pm1"])),
+    "pm-listing-unparsable": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-truncated.txt")],
+        expect=dict(failed=True, msg=["Could not understand the output of", "cluster nodes",
+                                      "line 1 has 2 fields"], rc=0, stdout_contains="pm1 2023.12.0-13")),
+    "pm-listing-fails": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, rc=1, stderr="Error: database is unreachable\n")],
+        expect=dict(failed=True, msg=["failed with exit code 1: Error: database is unreachable"], rc=1)),
+    "pm-absent-refused": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="absent"), calls=[],
+        expect=dict(failed=True, msg=["state=absent is only for Workbench"])),
+    "timeout-zero-refused": dict(
+        args=dict(product="package_manager", nodes=["pm1"], timeout=0), calls=[],
+        expect=dict(failed=True, msg=["timeout must be at least 1 second, got 0."])),
+    "name-with-comma-refused": dict(
+        args=dict(product="package_manager", nodes=["pm1,pm2"]), calls=[],
+        expect=dict(failed=True, msg=["contains a comma or white space"])),
+    "empty-name-refused": dict(
+        args=dict(product="package_manager", nodes=["pm1", ""]), calls=[],
+        expect=dict(failed=True, msg=["nodes contains an empty name"])),
+    "empty-list-refused": dict(
+        args=dict(product="workbench", nodes=[]), calls=[],
+        expect=dict(failed=True, msg=["nodes is empty"])),
+    "connect-refused": dict(
+        args=dict(product="connect", nodes=["c1"], state="offline"), calls=[],
+        expect=dict(failed=True, msg=["Posit Connect has no command", "stopping the rstudio-connect service"])),
+
+    # ---- Workbench -------------------------------------------------------------------------------------------
+    "wb-offline-local": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"),
+               C(["offline"], duration=0.5),
+               C(WB_LIST, "@rstudio-server/list-nodes-rsw1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw1"], modes={"rsw1": "offline"}, waited=0.5, sleeps=[],
+                    ids={"rsw1": 1})),
+    "wb-offline-local-polls-until-offline": dict(
+        args=dict(product="workbench", nodes=["RSW1"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"),
+               C(["offline"]),
+               C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"),
+               C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"),
+               C(WB_LIST, "@rstudio-server/list-nodes-rsw1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw1"], modes={"rsw1": "offline"}, waited=2.0,
+                    sleeps=[1.0, 1.0])),
+    "wb-offline-by-id": dict(
+        args=dict(product="workbench", nodes=["1"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"), C(["offline"]),
+               C(WB_LIST, "@rstudio-server/list-nodes-rsw1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw1"], modes={"rsw1": "offline"})),
+    "wb-online-local-by-address": dict(
+        args=dict(product="workbench", nodes=["172.18.0.5"], state="online"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-ip-hosts.txt"), C(["online"]),
+               C(WB_LIST, "@rstudio-server/list-nodes-ip-hosts-online.txt")],
+        expect=dict(changed=True, changed_nodes=["172.18.0.5"], modes={"172.18.0.5": "online"})),
+    "wb-timeout": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline", timeout=3),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt"), C(["offline"])]
+        + [C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt")] * 4,
+        expect=dict(failed=True, msg=["Timed out after 3s waiting for Workbench node(s) to be offline: "
+                                      "rsw1 (ID 1, Online)."], waited=3.0, sleeps=[1.0, 1.0, 1.0])),
+    "wb-check-mode": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline"), check_mode=True,
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw1"], modes={"rsw1": "online"}, waited=0)),
+    "wb-already-offline": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-rsw1-offline.txt")],
+        expect=dict(changed=False, changed_nodes=[], modes={"rsw1": "offline"})),
+    "wb-remote-node-refused": dict(
+        args=dict(product="workbench", nodes=["rsw1", "rsw2"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt")],
+        expect=dict(failed=True, msg=["acts only on the node it runs on", "rsw2 (ID 2, Online) is not this host",
+                                      "delegate_to: rsw2"])),
+    "wb-remote-node-already-in-state": dict(
+        args=dict(product="workbench", nodes=["rsw2"], state="online"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt")],
+        expect=dict(changed=False, changed_nodes=[], modes={"rsw2": "online"})),
+    "wb-unknown-node": dict(
+        args=dict(product="workbench", nodes=["rsw9"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-two-online.txt")],
+        expect=dict(failed=True, msg=["Unknown Workbench node(s): rsw9.",
+                                      "Known nodes: rsw1 (ID 1, Online), rsw2 (ID 2, Online)."])),
+    "wb-ambiguous-name": dict(
+        args=dict(product="workbench", nodes=["rsw2"], state="online"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-duplicate-host.txt")],
+        expect=dict(failed=True, msg=["'rsw2' is on 2 rows (IDs 2, 1); give the ID"])),
+    "wb-list-nodes-fails": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline"),
+        calls=[C(WB_LIST, rc=1, stderr="@rstudio-server/error-lb-disabled.txt")],
+        expect=dict(failed=True, msg=["load-balancing-enabled=1"], rc=1)),
+    "wb-delete-stale-node": dict(
+        args=dict(product="workbench", nodes=["rsw-primaryyy"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt"),
+               C(["delete-node", "1"], "@rstudio-server/delete-node-1.txt"),
+               C(WB_LIST, "@rstudio-server/list-nodes-deleting.txt"),
+               C(WB_LIST, "@rstudio-server/list-nodes-after-delete.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw-primaryyy"], nodes=[], sleeps=[1.0], waited=1.0)),
+    "wb-delete-missed-check-in-warns": dict(
+        args=dict(product="workbench", nodes=["3"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-mixed.txt"),
+               C(["delete-node", "3"], "Node 3 deleted.\n"),
+               C(WB_LIST, "@rstudio-server/list-nodes-mixed-without-3.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw3"], warning="has missed its check-in")),
+    "wb-delete-online-refused": dict(
+        args=dict(product="workbench", nodes=["rsw-primaryyy", "rsw2"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt")],
+        expect=dict(failed=True, msg=["Refusing to delete Workbench node(s) that are still serving: "
+                                      "rsw2 (ID 2, Online)."])),
+    "wb-delete-already-absent": dict(
+        args=dict(product="workbench", nodes=["rsw-primaryyy"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-after-delete.txt")],
+        expect=dict(changed=False, changed_nodes=[], nodes=[])),
+    "wb-delete-check-mode": dict(
+        args=dict(product="workbench", nodes=["1"], state="absent"), check_mode=True,
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["rsw-primaryyy"], modes={"rsw-primaryyy": None})),
+    "wb-delete-node-not-found": dict(
+        args=dict(product="workbench", nodes=["1"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt"),
+               C(["delete-node", "1"], rc=1, stderr="@rstudio-server/error-node-not-found.txt")],
+        expect=dict(failed=True, msg=["delete-node 1` failed with exit code 1"], rc=1)),
+    "wb-delete-node-unexpected-output": dict(
+        args=dict(product="workbench", nodes=["1"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt"),
+               C(["delete-node", "1"], "Deleted.\n")],
+        expect=dict(failed=True, msg=["Could not understand the output of", "expected 'Node 1 deleted.'"],
+                    stdout_contains="Deleted.")),
+    "wb-delete-timeout": dict(
+        args=dict(product="workbench", nodes=["1"], state="absent", timeout=2),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt"),
+               C(["delete-node", "1"], "@rstudio-server/delete-node-1.txt")]
+        + [C(WB_LIST, "@rstudio-server/list-nodes-deleting.txt")] * 3,
+        expect=dict(failed=True, msg=["waiting for Workbench node(s) to be absent: rsw-primaryyy (ID 1, Deleting)"])),
+}
+
+
+@pytest.fixture
+def identity(monkeypatch):
+    monkeypatch.setattr(cluster_node, "local_identity", lambda: LOCAL_RSW1)
+
+
+@pytest.fixture
+def clock(monkeypatch, fake_clock):
+    monkeypatch.setattr(cluster_node, "_now", fake_clock.monotonic)
+    monkeypatch.setattr(cluster_node, "_sleep", fake_clock.sleep)
+    return fake_clock
+
+
+def _text(value, cli_output):
+    return cli_output(value[1:]) if value.startswith("@") else value
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cluster_node(name, run_module, fake_cli, call_factory, cli_output, identity, clock):
+    case = CASES[name]
+    fake_cli.script([call_factory(c["args"], c["rc"], _text(c["stdout"], cli_output), _text(c["stderr"], cli_output),
+                                  c["duration"]) for c in case["calls"]])
+    args = dict(case["args"], cli_path=fake_cli.path)
+    failed, result = run_module(cluster_node.main, args, check_mode=case.get("check_mode", False))
+    expect = case["expect"]
+    fake_cli.assert_done()
+
+    assert failed is expect.get("failed", False), result
+    for fragment in expect.get("msg", []):
+        assert fragment in result["msg"]
+    # Every CLI call made is reported, in order.
+    assert result.get("commands", []) == [" ".join([fake_cli.path] + c["args"]) for c in case["calls"]]
+    for key in ("changed", "changed_nodes", "waited", "known_nodes", "rc", "nodes"):
+        if key in expect:
+            assert result[key] == expect[key], key
+    if "modes" in expect:
+        assert dict((node["name"], node["mode"]) for node in result["nodes"]) == expect["modes"]
+    if "ids" in expect:
+        assert dict((node["name"], node["id"]) for node in result["nodes"]) == expect["ids"]
+    if "sleeps" in expect:
+        assert clock.sleeps == expect["sleeps"]
+    if "stdout_contains" in expect:
+        assert expect["stdout_contains"] in result["stdout"] and "cmd" in result
+    if "stderr_contains" in expect:
+        assert expect["stderr_contains"] in result["stderr"]
+    if "warning" in expect:
+        assert any(expect["warning"] in warning for warning in result["_warnings"])
+    if not failed and not case.get("check_mode"):
+        # The CLI's write calls happen only when something changes.
+        writes = [c for c in case["calls"] if c["args"] not in (PM_NODES, WB_LIST)]
+        assert bool(writes) is result["changed"]
+
+
+def test_check_mode_never_writes():
+    for name, case in CASES.items():
+        if case.get("check_mode"):
+            assert all(c["args"] in (PM_NODES, WB_LIST) for c in case["calls"]), name
+
+
+def test_pm_node_records_have_every_documented_field(run_module, fake_cli, call_factory, cli_output, identity, clock):
+    fake_cli.script([call_factory(PM_NODES, 0, cli_output("rspm/cluster-nodes-mixed-versions.txt"), "")])
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm2"], state="offline",
+                                                        cli_path=fake_cli.path))
+    assert not failed
+    assert result["nodes"] == [{"name": "pm2", "id": None, "version": "2023.08.4-20", "status": "offline",
+                                "mode": "offline", "ipv4": None, "port": None, "last_seen": None}]
+
+
+def test_missing_cli_fails_clearly(run_module, tmp_path):
+    failed, result = run_module(cluster_node.main, dict(product="workbench", nodes=["rsw1"],
+                                                        cli_path=str(tmp_path / "nowhere")))
+    assert failed
+    assert "Posit Workbench's command line tool was not found or is not executable at" in result["msg"]
+    assert "set cli_path" in result["msg"]
+
+
+@pytest.mark.parametrize("product, path", [("package_manager", "/opt/rstudio-pm/bin/rspm"),
+                                           ("workbench", "/usr/sbin/rstudio-server")])
+def test_default_cli_paths(run_module, product, path):
+    # Neither product is installed where the unit tests run, so the default path shows up in the failure.
+    failed, result = run_module(cluster_node.main, dict(product=product, nodes=["n1"]))
+    assert failed
+    assert "not executable at %s." % path in result["msg"]
