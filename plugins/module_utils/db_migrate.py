@@ -110,20 +110,19 @@ class _NotFast(Exception):
 
 
 def uri_secrets(uri):
-    """The strings that must never appear in output: the password and the URI that carries it."""
+    """The strings that must never appear in output: the password (decoded and as written) and the URI."""
     secrets = []
-    password = None
     try:
         password = conninfo_to_dict(uri).get("password") if HAS_PSYCOPG else None
-    except Exception:  # an unparsable URI still must not leak: fall back to a regex
+    except Exception:  # an unparsable URI still must not leak: the regex below covers it
         password = None
-    if not password:
-        match = re.search(r"://[^:/@]*:([^@/]*)@", uri or "")
-        password = match.group(1) if match else None
     if password:
         secrets.append(password)
-        if uri:
-            secrets.append(uri)
+    match = re.search(r"://[^:/@]*:([^@/]*)@", uri or "")
+    if match and match.group(1):
+        secrets.append(match.group(1))
+    if secrets and uri:
+        secrets.append(uri)
     return secrets
 
 

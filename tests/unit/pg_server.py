@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from urllib.parse import quote
 
 try:
     import pytest
@@ -107,7 +108,7 @@ class PostgresServer:
         self.basedir = None
 
     def uri(self, database="postgres", user=SUPERUSER, password=None):
-        credentials = user if password is None else "%s:%s" % (user, password)
+        credentials = user if password is None else "%s:%s" % (user, quote(password, safe=""))
         return "postgresql://%s@127.0.0.1:%d/%s" % (credentials, self.port, database)
 
     def psql(self, sql, database="postgres"):
@@ -148,3 +149,4 @@ if __name__ == "__main__":
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
