@@ -133,7 +133,7 @@ def validate(parsed):
         if len(values) > 1:
             contradictions.append(" and ".join("%s=%s" % (key, value) for value in values))
     versions = [(key, value) for key, value in unique if key in VERSION_KEYS]
-    if len(set(value for _, value in versions)) > 1:
+    if len(set(value for unused_key, value in versions)) > 1:
         contradictions.append(" and ".join(render([option]) for option in versions))
     flags = set(key for key, value in unique if value is None)
     for group in EXCLUSIVE_FLAGS:
@@ -155,14 +155,14 @@ def _get(parsed, key):
 
 
 def _has(parsed, key):
-    return any(name == key for name, _ in parsed)
+    return any(option[0] == key for option in parsed)
 
 
 def _set(parsed, key, value, group=None):
     """Replace ``key`` (or any flag of its exclusive ``group``) in place, or append it."""
     names = set(group or ()) | {key}
-    for index, (name, _) in enumerate(parsed):
-        if name in names:
+    for index, option in enumerate(parsed):
+        if option[0] in names:
             parsed[index] = (key, value)
             return parsed
     parsed.append((key, value))

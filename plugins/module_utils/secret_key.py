@@ -79,9 +79,9 @@ def weakness(data, min_bits):
         return "it is empty"
     alphabet_bits, compressed_bits = strength(data)
     if alphabet_bits < min_bits:
+        material = key_material(data)
         return ("it is too short: %d characters over an alphabet of %d symbols hold at most %d bits, and at least "
-                "%d are required" % (len(key_material(data)), alphabet_size(key_material(data)),
-                                      alphabet_bits, min_bits))
+                "%d are required" % (len(material), alphabet_size(material), alphabet_bits, min_bits))
     if compressed_bits < min_bits:
         return ("it has too little entropy: it is repetitive or patterned and compresses to %d bits, below the "
                 "%d required" % (compressed_bits, min_bits))

@@ -21,6 +21,7 @@ description:
   - Every name is checked against the cluster's node list before anything is changed.
 extends_documentation_fragment:
   - positops.ha.cluster_cli
+  - ansible.builtin.action_common_attributes
 options:
   nodes:
     description:
@@ -55,8 +56,10 @@ attributes:
     details: In check mode the node list is read, nothing is changed and RV(changed_nodes) lists what would change.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 author:
-  - positops.ha contributors
+  - positops.ha maintainers (@positops)
 seealso:
   - module: positops.ha.cluster_node_info
 """

@@ -18,14 +18,17 @@ description:
   - Changes nothing.
 extends_documentation_fragment:
   - positops.ha.cluster_cli
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The module only reads, so it runs the same in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 author:
-  - positops.ha contributors
+  - positops.ha maintainers (@positops)
 seealso:
   - module: positops.ha.cluster_node
 """

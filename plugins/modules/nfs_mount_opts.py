@@ -24,6 +24,8 @@ description:
     differing from O(nfs_version), C(ro)) fail with a message naming them.
   - With O(path), the live options of the mount holding that path are read from C(/proc/mounts) and compared.
   - Never changes the host.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   product:
     description: The product whose shared directory is mounted.
@@ -60,11 +62,13 @@ attributes:
     details: The module changes nothing, so it runs the same in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 notes:
   - Warnings are shown as Ansible warnings and returned as RV(opts_warnings) (a module cannot return a key named
     C(warnings) of its own).
 author:
-  - positops.ha contributors
+  - positops.ha maintainers (@positops)
 seealso:
   - module: ansible.posix.mount
 """

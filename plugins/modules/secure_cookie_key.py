@@ -24,6 +24,8 @@ description:
   - A wrong mode, owner or group is repaired and reported as a change. The file is written through a private
     temporary file and an atomic rename, never readable by anyone else on the way.
   - The module never returns or shows the key (only its SHA-256 fingerprint), unless O(return_key=true).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   path:
     description: Path of the key file. Its directory must exist.
@@ -80,15 +82,17 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Nothing is written; RV(changed) says whether the key, mode or owner would change.
+    details: Nothing is written; C(changed) says whether the key, mode or owner would change.
   diff_mode:
     support: full
     details: The diff shows the fingerprint, mode, owner and group before and after, never key material.
+  platform:
+    platforms: posix
 notes:
   - The fingerprint is the SHA-256 of the key without surrounding white space; compare it across nodes with
     O(state=present) and no O(content) in check mode, which only reads.
 author:
-  - positops.ha contributors
+  - positops.ha maintainers (@positops)
 seealso:
   - module: ansible.builtin.slurp
 """

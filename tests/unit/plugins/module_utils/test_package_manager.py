@@ -7,10 +7,10 @@ from ansible_collections.positops.ha.plugins.module_utils.package_manager import
     parse_cluster_error, parse_cluster_nodes)
 
 LISTINGS = [
-    ("rspm/cluster-nodes-all-online.txt", [("pm1", "2023.12.0-13", "online"), ("pm2", "2023.12.0-13", "online"),
-                                          ("pm3", "2023.12.0-13", "online")]),
-    ("rspm/cluster-nodes-mixed-versions.txt", [("pm1", "2023.12.0-13", "online"), ("pm2", "2023.08.4-20", "offline"),
-                                              ("pm3", "2023.08.4-20", "offline")]),
+    ("rspm/cluster-nodes-all-online.txt",
+     [("pm1", "2023.12.0-13", "online"), ("pm2", "2023.12.0-13", "online"), ("pm3", "2023.12.0-13", "online")]),
+    ("rspm/cluster-nodes-mixed-versions.txt",
+     [("pm1", "2023.12.0-13", "online"), ("pm2", "2023.08.4-20", "offline"), ("pm3", "2023.08.4-20", "offline")]),
 ]
 
 

@@ -14,7 +14,7 @@ RNG = random.Random(20261123)  # fixed seed: the "random" keys below are the sam
 
 
 def random_bytes(count):
-    return bytes(RNG.getrandbits(8) for _ in range(count))
+    return bytes(RNG.getrandbits(8) for unused in range(count))
 
 
 def test_fingerprint_ignores_surrounding_white_space_only():
@@ -41,7 +41,7 @@ def test_alphabet_size(key, size):
     (lambda: str(uuid.UUID(bytes=random_bytes(16), version=4)).encode() + b"\n", 128),
 ])
 def test_random_keys_pass(make, bits):
-    for _ in range(50):
+    for unused in range(50):
         key = make()
         assert weakness(key, bits) is None, (key, strength(key))
 
