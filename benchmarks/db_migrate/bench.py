@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark db_migrate against pgloader and psql \\copy on the same SQLite data, in one run.
 
     sudo .venv/bin/python benchmarks/db_migrate/bench.py            # 3,000,000 rows (the default)
@@ -72,8 +71,8 @@ def timed(argv, **kwargs):
     result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
-        raise SystemExit("%s failed (rc=%d)\n%s\n%s" % (argv[0], result.returncode, result.stdout[-4000:],
-                                                         result.stderr[-4000:]))
+        raise SystemExit("%s failed (rc=%d)\n%s\n%s"
+                         % (argv[0], result.returncode, result.stdout[-4000:], result.stderr[-4000:]))
     return elapsed, result.stdout
 
 
@@ -114,9 +113,9 @@ def export_csv(source, workdir):
     paths = {}
     for table, columns in RAW_TABLES.items():
         names = [part.split()[0] for part in columns.split(", ")]
-        select = ", ".join("'\\x' || hex(%s)" % n if n in ("avatar", "sha256") else n for n in names)
-        select = select.replace("'\\x' || hex(avatar)", "CASE WHEN avatar IS NULL THEN NULL "
-                                                         "ELSE '\\x' || hex(avatar) END")
+        # bytea in CSV: \\x followed by hex; NULL stays an empty field.
+        select = ", ".join("CASE WHEN %s IS NULL THEN NULL ELSE '\\x' || hex(%s) END" % (n, n)
+                           if n in ("avatar", "sha256") else n for n in names)
         path = os.path.join(workdir, "%s.csv" % table)
         with open(path, "w", encoding="utf-8") as handle:
             subprocess.run(["sqlite3", "-csv", source, "SELECT %s FROM %s" % (select, table)], stdout=handle,
@@ -138,8 +137,8 @@ def run_raw_copy(server, database, csv_paths, workdir):
         handle.write(RAW_KEYS)
     psql = [os.path.join(server.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
             "-p", str(server.port), "-U", "postgres", "-d", database, "-f"]
-    copy_seconds, _ = timed(psql + [script])
-    keys_seconds, _ = timed(psql + [keys])
+    copy_seconds = timed(psql + [script])[0]
+    keys_seconds = timed(psql + [keys])[0]
     return copy_seconds, keys_seconds
 
 

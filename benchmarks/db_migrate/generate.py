@@ -83,7 +83,7 @@ def generate(path, rows, seed=20231201):
     connection.executemany("INSERT INTO packages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
         (i, "%s%s%d" % (rnd.choice(WORDS), rnd.choice(WORDS), i % 5000), "%d.%d.%d" % (i % 5, i % 13, i % 7),
          rnd.randrange(1000, 50000000), None if i % 11 == 0 else rnd.random() * 100,
-         None if i % 3 == 0 else " ".join(rnd.choice(WORDS) for _ in range(rnd.randrange(3, 12))),
+         None if i % 3 == 0 else " ".join(rnd.choice(WORDS) for _word in range(rnd.randrange(3, 12))),
          rnd.randbytes(32), rnd.randrange(1, users + 1) if i % 5 else None, _timestamp(rnd))
         for i in range(1, packages + 1)))
     tag_rows, seen = [], set()

@@ -772,8 +772,9 @@ class Migration:
             if column.notnull:
                 piece.append(sql.SQL("NOT NULL"))
             parts.append(sql.SQL(" ").join(piece))
-        self.execute(cursor, sql.SQL("CREATE TABLE {} ({})").format(qualified(self.schema, table.name),
-                                                                   sql.SQL(", ").join(parts)))
+        statement = sql.SQL("CREATE TABLE {} ({})").format(
+            qualified(self.schema, table.name), sql.SQL(", ").join(parts))
+        self.execute(cursor, statement)
 
     def add_keys_and_indexes(self, cursor, table):
         name = qualified(self.schema, table.name)
@@ -1080,7 +1081,7 @@ class Migration:
         copied = {}
         for table, mapping, temp_name, _insert in statements:
             began = self.clock()
-            temp_mapping = Mapping(table, temp_name, [(c, n, f, t) for c, n, f, t in mapping.columns])
+            temp_mapping = Mapping(table, temp_name, list(mapping.columns))
             rows = self.copy_table(cursor, temp_mapping, sql.Identifier(temp_name))
             copied[table.name] = {"rows": rows, "seconds": self.clock() - began}
         for table, mapping, temp_name, insert in self.parents_first(cursor, statements):

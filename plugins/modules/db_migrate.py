@@ -32,14 +32,16 @@ description:
     text in an integer column) make the task fail naming the table, column and row; nothing is altered silently.
   - A completed migration run again with the same source verifies and reports no change.
 author:
-  - positops.ha maintainers
+  - positops.ha maintainers (@positops)
 requirements:
   - psycopg 3 (C(python3-psycopg) on Debian, C(psycopg) on PyPI) on the managed node
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reads the source and the target and reports the tables and row counts it would copy; writes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   src:

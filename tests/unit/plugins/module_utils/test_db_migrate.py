@@ -440,8 +440,9 @@ def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, 
     try:
         while time.monotonic() < deadline and process.poll() is None:
             # The table is not committed, so other sessions see its OID only: the row count tells them apart.
-            rows = query(postgres_server.uri(), "SELECT tuples_processed FROM pg_stat_progress_copy "
-                                               "WHERE datname = %s", (dest.rsplit("/", 1)[1],))
+            rows = query(postgres_server.uri(),
+                         "SELECT tuples_processed FROM pg_stat_progress_copy WHERE datname = %s",
+                         (dest.rsplit("/", 1)[1],))
             if rows and rows[0][0] > 1000:
                 copied = rows[0][0]
                 break
