@@ -2,7 +2,9 @@
 processes — SQLite for a single node, a PostgreSQL on loopback for load balancing."""
 
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 import urllib.error
@@ -170,6 +172,13 @@ def test_cli_usage_errors(tmp_path):
     assert result.returncode == 1 and "not running" in result.stderr
 
 
+def test_cluster_commands_need_root(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for command in (["list-nodes"], ["delete-node", "1"], ["reset-cluster"], ["offline"], ["online"]):
+        assert workbench.cli_main(command) == 1
+        assert "Error: this command must be run as root (sudo rstudio-server ...)" in capsys.readouterr().err
+
+
 def test_sqlite_schema_migrates_and_old_binary_stops(tmp_path):
     shared_db = tmp_path / "db"
     old = LocalNode(tmp_path, "old", version=OLD).configure(lb=False, sqlite_dir=shared_db).start().wait_healthy()
@@ -283,6 +292,10 @@ def test_delete_node_and_reset_cluster(cluster):
     assert other.run_to_exit()[0] == 1
     result = one.cli("reset-cluster")
     assert result.returncode == 0 and "reset" in result.stdout
+    one.proc.send_signal(signal.SIGHUP)  # a reloaded node redefines the cluster data
+    wait_for(lambda: one.output().count("cluster data defined by node 1") == 2, 10, what="reload")
+    assert other.run_to_exit()[0] == 1
+    assert one.cli("reset-cluster").returncode == 0
     other.start().wait_healthy()
     statuses = {r["ID"]: r["Status"] for r in parse_list_nodes(one.cli("list-nodes").stdout)}
     assert statuses == {"1": "Online", "3": "Online"}
@@ -290,7 +303,11 @@ def test_delete_node_and_reset_cluster(cluster):
 
 def test_check_in_and_missed_check_in(cluster):
     fast = {"RSTUDIO_LB_CHECKIN_SECONDS": "1", "RSTUDIO_LB_MISSED_CHECKIN_SECONDS": "3"}
-    cluster("alive", env=fast).wait_healthy()
+    if os.path.exists(workbench.DIAGNOSTICS_FILE):
+        os.unlink(workbench.DIAGNOSTICS_FILE)
+    cluster("alive", env=fast, load_balancer_extra="diagnostics=tmp\n").wait_healthy()
+    with open(workbench.DIAGNOSTICS_FILE) as diagnostics:
+        assert "node 1 online at 127.0.0.1:" in diagnostics.read()
     stuck = cluster("stuck", env=dict(fast, RSTUDIO_LB_CHECKIN_SECONDS="300")).wait_healthy()
     time.sleep(4)
     rows = {r["ID"]: r for r in parse_list_nodes(stuck.cli("list-nodes").stdout)}
