@@ -100,10 +100,14 @@ class Process:
         self.log_handle.close()
 
 
-def wait_http(url, status=200, timeout=20):
+def wait_http(url, status=200, timeout=20, process=None):
+    """Wait for ``url`` to answer ``status``; fail at once when ``process`` (if given) has exited."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
+        if process is not None and not process.running():
+            raise AssertionError("process exited (%s) before %s answered:\n%s" % (
+                process.proc.returncode, url, process.log()))
         try:
             last = http(url, timeout=2)
         except OSError as error:
