@@ -24,6 +24,7 @@ import datetime
 import decimal
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import sqlite3
@@ -40,6 +41,8 @@ except ImportError as import_error:  # reported by the module with missing_requi
     HAS_PSYCOPG = False
     PSYCOPG_IMPORT_ERROR = import_error
 
+# Rows per chunk a worker copies in one transaction when a table is split over several connections.
+CHUNK_ROWS = 250000
 # Modulus for integer checksums: keeps a sum of millions of rows far inside 64 bits on both sides.
 INTEGER_MODULUS = 1000000007
 FLOAT_TOLERANCE = 1e-9
@@ -198,6 +201,7 @@ class Table:
         self.foreign_keys = []  # dicts: columns, table, ref_columns, on_update, on_delete
         self.skipped = []  # what could not be carried over (warnings)
         self.autoincrement_seq = None
+        self.where = ""  # a rowid range when a worker copies one chunk of the table
 
     def column(self, name):
         for column in self.columns:
@@ -447,13 +451,14 @@ def describe_row(connection, table, offset):
     """How to find the source row at a position of the copy order: its rowid or primary key."""
     if table.without_rowid:
         names = table.primary_key
-        row = connection.execute("SELECT %s FROM %s ORDER BY %s LIMIT 1 OFFSET %d" % (
-            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.order_by, offset)).fetchone()
+        row = connection.execute("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d" % (
+            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.where, table.order_by,
+            offset)).fetchone()
         if row is None:
             return "row %d" % (offset + 1)
         return "row with primary key (%s)" % ", ".join("%s=%r" % pair for pair in zip(names, row))
-    row = connection.execute("SELECT _rowid_ FROM %s ORDER BY _rowid_ LIMIT 1 OFFSET %d"
-                             % (sqlite_quote(table.name), offset)).fetchone()
+    row = connection.execute("SELECT _rowid_ FROM %s%s ORDER BY _rowid_ LIMIT 1 OFFSET %d"
+                             % (sqlite_quote(table.name), table.where, offset)).fetchone()
     return "rowid %s" % (row[0] if row else "?")
 
 
@@ -606,8 +611,9 @@ def locate_bad_utf8(connection, table, offset):
     reader.text_factory = bytes
     try:
         names = [c.name for c in table.columns]
-        cursor = reader.execute("SELECT %s FROM %s ORDER BY %s LIMIT -1 OFFSET %d" % (
-            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.order_by, offset))
+        cursor = reader.execute("SELECT %s FROM %s%s ORDER BY %s LIMIT -1 OFFSET %d" % (
+            ", ".join(sqlite_quote(n) for n in names), sqlite_quote(table.name), table.where, table.order_by,
+            offset))
         for position, row in enumerate(cursor, start=offset):
             for name, value in zip(names, row):
                 if isinstance(value, bytes):
@@ -653,7 +659,7 @@ class Migration:
     """One run of db_migrate; ``result`` collects what was done so callers (and tests) can see it exactly."""
 
     def __init__(self, src, dest, schema="public", tables=None, if_exists="fail", batch_size=10000, verify=True,
-                 layout="create", check_mode=False, clock=time.monotonic):
+                 layout="create", check_mode=False, clock=time.monotonic, workers=None):
         if batch_size < 1:
             raise MigrationError("batch_size must be a positive number of rows, got %s" % batch_size)
         self.src = src
@@ -666,6 +672,9 @@ class Migration:
         self.layout = layout
         self.check_mode = check_mode
         self.clock = clock
+        self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        if self.workers < 1:
+            raise MigrationError("workers must be at least 1, got %s" % self.workers)
         self.secrets = uri_secrets(dest)
         self.statements = []
         self.warnings = []
@@ -761,7 +770,7 @@ class Migration:
 
     # ---- DDL for the create layout
 
-    def create_table(self, cursor, table):
+    def create_table(self, cursor, table, schema=None):
         parts = []
         for column in table.columns:
             piece = [sql.Identifier(column.name), sql.SQL(column.pg_type)]
@@ -773,7 +782,7 @@ class Migration:
                 piece.append(sql.SQL("NOT NULL"))
             parts.append(sql.SQL(" ").join(piece))
         statement = sql.SQL("CREATE TABLE {} ({})").format(
-            qualified(self.schema, table.name), sql.SQL(", ").join(parts))
+            qualified(schema or self.schema, table.name), sql.SQL(", ").join(parts))
         self.execute(cursor, statement)
 
     def add_keys_and_indexes(self, cursor, table):
@@ -862,7 +871,8 @@ class Migration:
                 expressions.append(column.select_cast.format(ref) if column.select_cast else ref)
                 copy_types.append(COPY_TYPES[column.kind])
                 converted.append(column.kind)
-        select = "SELECT %s FROM %s ORDER BY %s" % (", ".join(expressions), sqlite_quote(table.name), table.order_by)
+        select = "SELECT %s FROM %s%s ORDER BY %s" % (", ".join(expressions), sqlite_quote(table.name), table.where,
+                                                      table.order_by)
         names = [name for _c, name, _f, _t in mapping.columns]
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
             target, sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.SQL(", FREEZE" if freeze else ""))
@@ -974,11 +984,18 @@ class Migration:
             else:
                 mappings[table.name] = None
 
+        # Full source checksums now only when they are needed before loading (verify mode, a possible re-run,
+        # the existing layout); otherwise the parallel load computes them in its workers alongside the copy.
+        parallel = self.layout == "create" and mode == "migrate" and self.workers > 1 and not self.check_mode
+        needed_now = not parallel or all(mappings[t.name] is not None for t in tables)
         source_stats = {}
         for table in tables:
             families = (mappings[table.name] or create_mapping(table)).families()
-            rows, aggregates = source_checksum(self.source, table, families)
-            source_stats[table.name] = (rows, aggregates, families)
+            if not needed_now:
+                families = {}  # the row count only: an existing, non-matching target still needs counting
+            if needed_now or mappings[table.name] is not None:
+                rows, aggregates = source_checksum(self.source, table, families)
+                source_stats[table.name] = (rows, aggregates, families)
 
         if mode == "verify":
             verification = self.compare(cursor, tables, mappings, source_stats)
@@ -1008,6 +1025,9 @@ class Migration:
         if self.layout == "existing":
             copied, sequences = self.load_existing(cursor, tables, mappings)
             mappings_after = mappings
+        elif parallel:
+            copied, sequences, verification = self.load_parallel(tables, existing, source_stats)
+            return self.result(True, tables, source_stats, verification, started, copied=copied, sequences=sequences)
         else:
             copied, sequences = self.load_create(cursor, tables, existing)
             mappings_after = dict((t.name, create_mapping(t)) for t in tables)
@@ -1021,6 +1041,125 @@ class Migration:
                                      "transaction was rolled back and dest is unchanged" % ", ".join(sorted(bad)))
         self.pg.commit()
         return self.result(True, tables, source_stats, verification, started, copied=copied, sequences=sequences)
+
+    def load_parallel(self, tables, existing, source_stats):
+        """Load through a staging schema with several connections, then swap it in with one short transaction.
+
+        Workers (processes) copy chunks of the tables into the staging schema, compute the source checksums, build
+        keys, indexes and foreign keys and the target checksums; each commits its own work, which stays invisible
+        in the target schema. The swap (drop replaced tables, move the staged ones, reset sequences) is one
+        transaction, so a failure or a kill before its COMMIT leaves the target as it was; the next run drops the
+        leftover staging schema first.
+        """
+        staging = staging_schema_name(self.schema)
+        cursor = self.pg.cursor()
+        self.execute(cursor, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(staging)))
+        self.execute(cursor, sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(staging)))
+        for table in tables:
+            self.create_table(cursor, table, schema=staging)
+        self.pg.commit()
+        copied = dict((t.name, {"rows": 0, "seconds": 0.0}) for t in tables)
+        base = {"src": self.src, "dest": self.dest, "schema": self.schema, "staging": staging,
+                "batch_size": self.batch_size}
+        jobs = []
+        for table in tables:
+            for where, size in self.chunks(table):
+                jobs.append(dict(base, kind="copy", table=table.name, where=where, size=size))
+            known = source_stats.get(table.name)
+            if self.verify and (known is None or known[2] != create_mapping(table).families()):
+                jobs.append(dict(base, kind="checksum", table=table.name, size=0,
+                                 families=create_mapping(table).families()))
+        jobs.sort(key=lambda job: -job["size"])
+        available = [t.name for t in tables]
+        stages = [jobs,
+                  [dict(base, kind="keys", table=t.name) for t in tables],
+                  [dict(base, kind="foreign", table=t.name, available=available) for t in tables if t.foreign_keys]]
+        if self.verify:
+            stages.append([dict(base, kind="target_checksum", table=t.name) for t in tables])
+        # Nothing open may cross the fork: the workers open their own connections.
+        self.pg.close()
+        self.source.close()
+        self.pg = self.source = None
+        target_stats = {}
+        for stage in stages:
+            for outcome in self.run_jobs(stage):
+                job = outcome["job"]
+                if job["kind"] == "checksum":
+                    source_stats[job["table"]] = (outcome["rows"], outcome["aggregates"], job["families"])
+                elif job["kind"] == "target_checksum":
+                    target_stats[job["table"]] = outcome["aggregates"]
+                else:
+                    copied[job["table"]]["rows"] += outcome["rows"]
+                    copied[job["table"]]["seconds"] += outcome["seconds"]
+        self.source = open_source(self.src)
+        self.pg = self.connect()
+        cursor = self.pg.cursor()
+        verification = None
+        if self.verify:
+            verification = self.verification(tables, source_stats, target_stats)
+            if not verification["ok"]:
+                bad = sorted(n for n, e in verification["tables"].items() if not e["match"])
+                self.execute(cursor, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(staging)))
+                self.pg.commit()
+                raise MigrationError("verification failed for tables %s (row counts or checksums differ); the "
+                                     "staged copy was dropped and dest is unchanged" % ", ".join(bad))
+        # The swap: one short transaction.
+        self.execute(cursor, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        replaced = [t.name for t in tables if t.name in existing]
+        if replaced:
+            self.execute(cursor, sql.SQL("DROP TABLE {}").format(
+                sql.SQL(", ").join(qualified(self.schema, n) for n in replaced)))
+        for table in tables:
+            self.execute(cursor, sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                qualified(staging, table.name), sql.Identifier(self.schema)))
+        self.execute(cursor, sql.SQL("DROP SCHEMA {}").format(sql.Identifier(staging)))
+        sequences = []
+        for table in tables:
+            if any(c.identity for c in table.columns):
+                sequences += self.reset_sequences(cursor, create_mapping(table), table.autoincrement_seq)
+        self.pg.commit()
+        return copied, sequences, verification
+
+    def chunks(self, table):
+        """Rowid ranges of about CHUNK_ROWS rows (one range for small tables and tables without rowid)."""
+        rows = self.source.execute("SELECT count(*) FROM %s" % sqlite_quote(table.name)).fetchone()[0]
+        if table.without_rowid or rows <= CHUNK_ROWS:
+            return [("", rows)]
+        low, high = self.source.execute("SELECT min(_rowid_), max(_rowid_) FROM %s"
+                                        % sqlite_quote(table.name)).fetchone()
+        count = -(-rows // CHUNK_ROWS)
+        step = -(-(high - low + 1) // count)
+        return [(" WHERE _rowid_ BETWEEN %d AND %d" % (start, min(start + step - 1, high)), rows // count)
+                for start in range(low, high + 1, step)]
+
+    def run_jobs(self, jobs):
+        if not jobs:
+            return []
+        context = multiprocessing.get_context("fork")
+        pool = context.Pool(min(self.workers, len(jobs)), initializer=die_with_parent)
+        try:
+            outcomes = list(pool.imap_unordered(run_job, jobs))
+        finally:
+            pool.terminate()
+            pool.join()
+        failures = [o for o in outcomes if not o["ok"]]
+        for outcome in outcomes:
+            self.statements.extend(s for s in outcome.get("statements", []) if s not in self.statements)
+            self.warnings.extend(w for w in outcome.get("warnings", []) if w not in self.warnings)
+        if failures:
+            raise MigrationError(failures[0]["error"])
+        return outcomes
+
+    def verification(self, tables, source_stats, target_stats):
+        entries = {}
+        for table in tables:
+            source_rows, source_aggregates, _families = source_stats[table.name]
+            target = target_stats[table.name]
+            entries[table.name] = {
+                "target": table.name, "source_rows": source_rows, "target_rows": target[0],
+                "source_checksum": checksum_digest(source_aggregates), "target_checksum": checksum_digest(target),
+                "match": aggregates_match(source_aggregates, target)}
+        return {"ok": all(e["match"] for e in entries.values()), "tables": entries}
 
     def load_create(self, cursor, tables, existing):
         self.execute(cursor, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
@@ -1164,3 +1303,57 @@ class Migration:
             "statements": [mask(s, self.secrets) for s in self.statements],
             "warnings": self.warnings,
         }
+
+
+def die_with_parent():
+    """Pool initializer: a worker gets SIGKILL when the module process dies (Linux), so a killed run stops."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: the workers end at their next task instead
+        pass
+
+
+def staging_schema_name(schema):
+    """The staging schema of a target schema: stable, so a re-run finds and drops what a killed run left."""
+    return "db_migrate_staging_" + hashlib.sha256(schema.encode("utf-8")).hexdigest()[:12]
+
+
+def run_job(job):
+    """One unit of a parallel load, run in a worker process with its own connections; returns a plain dict."""
+    migration = Migration(job["src"], job["dest"], schema=job["staging"], batch_size=job["batch_size"], workers=1)
+    began = time.monotonic()
+    try:
+        migration.source = open_source(job["src"])
+        table = dict((t.name, t) for t in read_schema(migration.source))[job["table"]]
+        outcome = {"ok": True, "job": job, "rows": 0}
+        if job["kind"] == "checksum":
+            outcome["rows"], outcome["aggregates"] = source_checksum(migration.source, table, job["families"])
+            return outcome
+        migration.pg = migration.connect()
+        cursor = migration.pg.cursor()
+        if job["kind"] == "copy":
+            table.where = job["where"]
+            outcome["rows"] = migration.copy_table(cursor, create_mapping(table), qualified(job["staging"], table.name))
+        elif job["kind"] == "keys":
+            migration.add_keys_and_indexes(cursor, table)
+        elif job["kind"] == "foreign":
+            migration.add_foreign_keys(cursor, table, set(job["available"]))
+        elif job["kind"] == "target_checksum":
+            outcome["aggregates"] = migration.target_stats(cursor, create_mapping(table))
+        migration.pg.commit()
+        staging = sql.Identifier(job["staging"]).as_string(cursor)
+        target = sql.Identifier(job["schema"]).as_string(cursor)
+        # Report statements with the schema they end up in.
+        outcome["statements"] = [s.replace(staging + ".", target + ".") for s in migration.statements]
+        outcome["warnings"] = migration.warnings
+        outcome["seconds"] = time.monotonic() - began
+        return outcome
+    except MigrationError as error:
+        return {"ok": False, "job": job, "error": mask(error, migration.secrets)}
+    except (psycopg.Error, sqlite3.Error) as error:
+        return {"ok": False, "job": job, "error": "table %s: %s" % (job["table"], mask(error, migration.secrets))}
+    finally:
+        migration.close()

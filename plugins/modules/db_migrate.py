@@ -15,8 +15,9 @@ version_added: 0.1.0
 description:
   - Copies the tables of a SQLite database (Package Manager, Connect or Workbench) into PostgreSQL with binary
     C(COPY), then compares row counts and per-table checksums of both sides.
-  - The whole load is one PostgreSQL transaction. A failure, a mismatch or a killed process leaves the target as it
-    was; running the task again starts over and completes.
+  - All or nothing. The load is one PostgreSQL transaction, or with several O(workers) a staging schema swapped in
+    by one transaction. A failure, a mismatch or a killed process leaves the target as it was; running the task
+    again starts over and completes.
   - The source is opened read-only and never changed. Stop the product first so the source does not change while
     it is copied.
   - "With O(layout=create) the tables are created from the SQLite schema: declared types containing C(INT) become
@@ -85,6 +86,14 @@ options:
     type: str
     choices: [create, existing]
     default: create
+  workers:
+    description:
+      - Processes (each with its own connections) that copy, index and checksum in parallel with O(layout=create).
+        They load into a staging schema that one short transaction then swaps in; a run that fails or is killed
+        before that leaves the target as it was, and the next run drops the leftover staging schema.
+      - V(1) loads in a single transaction instead. O(layout=existing) always uses a single transaction.
+      - Defaults to the number of CPUs, at most 4.
+    type: int
   mode:
     description:
       - V(migrate) copies the data.
@@ -184,6 +193,7 @@ def argument_spec():
         verify=dict(type="bool", default=True),
         layout=dict(type="str", choices=["create", "existing"], default="create"),
         mode=dict(type="str", choices=["migrate", "verify"], default="migrate"),
+        workers=dict(type="int"),
     )
 
 
@@ -197,7 +207,7 @@ def main():
         migration = Migration(
             src=params["src"], dest=params["dest"], schema=params["schema"], tables=params["tables"],
             if_exists=params["if_exists"], batch_size=params["batch_size"], verify=params["verify"],
-            layout=params["layout"], check_mode=module.check_mode)
+            layout=params["layout"], check_mode=module.check_mode, workers=params["workers"])
         result = migration.run(params["mode"])
     except MigrationError as error:
         module.fail_json(msg=str(error))

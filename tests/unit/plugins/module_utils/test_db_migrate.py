@@ -178,8 +178,9 @@ def shop(tmp_path):
     return src
 
 
-def test_keys_indexes_foreign_keys_and_quoted_identifiers(tmp_path, dest):
-    result = migrate(shop(tmp_path), dest)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_keys_indexes_foreign_keys_and_quoted_identifiers(tmp_path, dest, workers):
+    result = migrate(shop(tmp_path), dest, workers=workers)
     assert result["verification"]["ok"] is True
     constraints = query(dest, "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint "
                               "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2, 3")
@@ -209,7 +210,13 @@ def test_keys_indexes_foreign_keys_and_quoted_identifiers(tmp_path, dest):
     last_copy = max(i for i, s in enumerate(statements) if s.startswith("COPY"))
     first_key = min(i for i, s in enumerate(statements) if s.startswith(("ALTER", "CREATE INDEX", "CREATE UNIQUE")))
     assert last_copy < first_key
-    assert 'COPY "public"."order" ("from", "line no", "qty") FROM STDIN (FORMAT BINARY, FREEZE)' in statements
+    if workers == 1:  # one transaction: the tables are new in it, so COPY can freeze the rows
+        assert 'COPY "public"."order" ("from", "line no", "qty") FROM STDIN (FORMAT BINARY, FREEZE)' in statements
+    else:  # staged: several connections, then one swap transaction
+        staging = db_migrate.staging_schema_name("public")
+        assert 'COPY "public"."order" ("from", "line no", "qty") FROM STDIN (FORMAT BINARY)' in statements
+        assert 'ALTER TABLE "%s"."order" SET SCHEMA "public"' % staging in statements
+        assert statements[-1 - len(result["sequences"])] == 'DROP SCHEMA "%s"' % staging
 
 
 def test_other_schema_and_table_subset(tmp_path, dest):
@@ -423,18 +430,20 @@ KILL_SCRIPT = """
 import sys
 sys.path[:0] = sys.argv[3].split(":")
 from ansible_collections.positops.ha.plugins.module_utils.db_migrate import Migration
-print(Migration(sys.argv[1], sys.argv[2], batch_size=500).run()["totals"])
+print(Migration(sys.argv[1], sys.argv[2], batch_size=500, workers=int(sys.argv[4])).run()["totals"])
 """
 
 
-def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, dest, postgres_server):  # noqa: F811
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, dest, postgres_server,  # noqa: F811
+                                                                      workers):
     src = make_source(tmp_path / "big.db", """
         CREATE TABLE first (id INTEGER PRIMARY KEY, v TEXT);
         CREATE TABLE second (id INTEGER PRIMARY KEY, v TEXT, n REAL);
     """, [("INSERT INTO first VALUES (?, ?)", ((i, "row %d" % i) for i in range(100))),
           ("INSERT INTO second VALUES (?, ?, ?)", ((i, "x" * 50, i / 3) for i in range(400000)))])
     path = ":".join(p for p in sys.path if p)
-    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, src, dest, path])
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, src, dest, path, str(workers)])
     deadline = time.monotonic() + 120
     copied = 0
     try:
@@ -460,3 +469,4 @@ def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, 
     result = migrate(src, dest)
     assert result["changed"] is True and result["verification"]["ok"] is True
     assert query(dest, "SELECT count(*) FROM second") == [(400000,)]
+    assert query(dest, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'db_migrate%%'") == []
