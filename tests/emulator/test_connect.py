@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Process, env_with, free_port, http, wait_http
+from emulator_harness import Process, env_with, free_port, http, wait_http
 
 OLD, NEW = "2023.09.0", "2023.12.0"
 

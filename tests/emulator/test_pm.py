@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Process, env_with, free_port, http, wait_http
+from emulator_harness import Process, env_with, free_port, http, wait_http
 
 OLD, NEW = "2023.08.4-20", "2023.12.0-13"
 
