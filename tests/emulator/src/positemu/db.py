@@ -78,6 +78,15 @@ class Database:
         return sql
 
     def _run(self, sql, params):
+        # A PostgreSQL connection broken by a server restart is replaced before the next statement (outside a
+        # transaction), as the products' connection pools do; the statement that met the break still fails.
+        if (self.provider == "postgres" and not self._in_transaction
+                and (getattr(self._conn, "broken", False) or self._conn.closed)):
+            try:
+                self._conn = psycopg.connect(self.target, autocommit=True, connect_timeout=10)
+            except psycopg.Error as error:
+                raise DatabaseError("cannot reconnect to PostgreSQL at %s: %s"
+                                    % (redact(self.target), str(error).strip())) from None
         try:
             cursor = self._conn.execute(self._sql(sql), tuple(params))
         except (sqlite3.Error, *(() if psycopg is None else (psycopg.Error,))) as error:
