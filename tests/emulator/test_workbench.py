@@ -315,6 +315,16 @@ def test_check_in_and_missed_check_in(cluster):
     assert rows["2"]["Status"] == "Missed check-in"
 
 
+def test_check_in_resumes_after_a_postgres_restart(cluster, postgres):
+    fast = {"RSTUDIO_LB_CHECKIN_SECONDS": "1", "RSTUDIO_LB_MISSED_CHECKIN_SECONDS": "3"}
+    node = cluster("steady", env=fast).wait_healthy()
+    postgres.restart()
+    wait_for(lambda: "terminating connection" in node.output(), 10, what="a statement meeting the restart")
+    time.sleep(4)  # longer than the missed check-in time: only fresh check-ins keep it Online
+    assert parse_list_nodes(node.cli("list-nodes").stdout)[0]["Status"] == "Online"
+    assert node.health() == 200
+
+
 def test_rolling_schema_upgrade_in_a_cluster(cluster):
     old = cluster("old", version=OLD).wait_healthy()
     new = cluster("new", version=NEW, env={"POSITEMU_MIGRATION_SECONDS": "2"})

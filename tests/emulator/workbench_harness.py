@@ -73,6 +73,12 @@ class LocalPostgres:
                           "start")
         return self
 
+    def restart(self):
+        # -l: the server must not inherit our captured stdout, or pg_ctl's caller would wait for it forever.
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "-l", str(self.base / "log"), "-o",
+                          "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.base),
+                          "restart")
+
     def psql(self, sql, database="postgres"):
         return self._as_postgres("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
                                  database, "-v", "ON_ERROR_STOP=1", "-tAc", sql).stdout.strip()
