@@ -14,7 +14,7 @@ import pytest
 
 from positemu import workbench
 from positemu import workbench_config as wconfig
-from workbench_harness import KEY, NEW, OLD, LocalNode, LocalPostgres, parse_list_nodes, wait_for
+from workbench_harness import KEY, NEW, OLD, LocalNode, LocalPostgres, free_port, parse_list_nodes, wait_for
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -142,6 +142,7 @@ def test_single_node_sqlite_serves_health_and_has_no_cluster(tmp_path):
     ("sqlite", "load balancing requires a PostgreSQL database"),
     ("short-key", "at least 16 bytes (128 bits)"),
     ("no-shared", "requires server-shared-storage-path"),
+    ("no-db", "cannot connect to PostgreSQL"),
 ])
 def test_rserver_refuses_to_start(tmp_path, case, message):
     node = LocalNode(tmp_path, "bad")
@@ -151,6 +152,10 @@ def test_rserver_refuses_to_start(tmp_path, case, message):
     elif case == "short-key":
         node.configure(shared=tmp_path / "shared", key="tooshort")
         node.write("database.conf", "provider=postgresql\nhost=127.0.0.1\ndatabase=x\nusername=x\n")
+    elif case == "no-db":
+        node.configure(shared=tmp_path / "shared")
+        node.write("database.conf", "provider=postgresql\nhost=127.0.0.1\nport=%d\ndatabase=x\nusername=x\n"
+                   "connection-timeout-seconds=2\n" % free_port())
     else:
         node.configure()
         node.write("database.conf", "provider=postgresql\nhost=127.0.0.1\ndatabase=x\nusername=x\n")
@@ -266,9 +271,9 @@ def test_node_statuses_for_bad_keys_and_hosts(cluster, tmp_path):
         assert code == 1, name
         assert status in output
     rows = parse_list_nodes(cluster("viewer", start=False).cli("list-nodes").stdout)
-    assert [r["Status"] for r in rows] == ["Online", "Invalid secure cookie key",
-                                          "Invalid permissions on secure cookie key", "Missing secure cookie key",
-                                          "Failed to resolve"]
+    assert [r["Status"] for r in rows] == [
+        "Online", "Invalid secure cookie key", "Invalid permissions on secure cookie key",
+        "Missing secure cookie key", "Failed to resolve"]
     assert rows[-1]["Host"] == "rsw-primaryyy.invalid" and rows[-1]["IPv4"] == ""
 
 
@@ -352,4 +357,3 @@ def test_status_endpoint_is_localhost_only_and_node_requests_are_signed(cluster)
         "X-RStudio-LB-Signature": workbench.sign(KEY, "GET", "/load-balancer/node-info", stamp)})
     with urllib.request.urlopen(signed, timeout=5) as response:
         assert json.loads(response.read())["state"] == "online"
-

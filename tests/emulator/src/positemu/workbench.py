@@ -272,8 +272,8 @@ class Server:
         config = self.config
         self.host, self.lb_port = node_address(config)
         self.node_id = wdb.register_node(self.db, self.host, self.lb_port, self.version)
-        self.lb_log("node %d (%s:%d) starting; balancer=%s" % (self.node_id, self.host, self.lb_port,
-                                                              config.balancer))
+        self.lb_log("node %d (%s:%d) starting; balancer=%s" % (
+            self.node_id, self.host, self.lb_port, config.balancer))
         ipv4 = resolve_ipv4(self.host)
         if ipv4 is None:
             self.fail_node("Failed to resolve", "could not resolve the host name %r to an IPv4 address: set "
