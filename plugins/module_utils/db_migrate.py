@@ -1137,8 +1137,12 @@ class Migration:
             return []
         context = multiprocessing.get_context("fork")
         pool = context.Pool(min(self.workers, len(jobs)), initializer=die_with_parent)
+        outcomes = []
         try:
-            outcomes = list(pool.imap_unordered(run_job, jobs))
+            for outcome in pool.imap_unordered(run_job, jobs):
+                outcomes.append(outcome)
+                if not outcome["ok"]:
+                    break  # the other jobs' work is staged only: stop them
         finally:
             pool.terminate()
             pool.join()
@@ -1353,7 +1357,8 @@ def run_job(job):
         return outcome
     except MigrationError as error:
         return {"ok": False, "job": job, "error": mask(error, migration.secrets)}
-    except (psycopg.Error, sqlite3.Error) as error:
-        return {"ok": False, "job": job, "error": "table %s: %s" % (job["table"], mask(error, migration.secrets))}
+    except Exception as error:  # anything else still comes back masked, never as a traceback holding dest
+        return {"ok": False, "job": job, "error": "table %s: %s: %s" % (
+            job["table"], type(error).__name__, mask(error, migration.secrets))}
     finally:
         migration.close()
