@@ -16,6 +16,7 @@ Prints rows/s of each and the ratios. Everything generated lives under --workdir
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -66,13 +67,37 @@ def ensure_pgloader():
                    stdout=subprocess.DEVNULL)
 
 
-def timed(argv, **kwargs):
+# CPU seconds used by each contender, client and server side, summed over timed() calls: on a shared machine
+# the wall clock depends on the neighbours, the CPU spent much less.
+CPU_SECONDS = {}
+SERVER = {}
+
+
+def cpu_now():
+    """CPU seconds of reaped children of this process (the tools) and of the server's exited backends."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = children.ru_utime + children.ru_stime
+    server = SERVER.get("server")
+    if server is not None:
+        with open(os.path.join(server.datadir, "postmaster.pid"), encoding="ascii") as handle:
+            pid = handle.readline().strip()
+        with open("/proc/%s/stat" % pid, encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+    return total
+
+
+def timed(argv, label=None, **kwargs):
+    cpu_before = cpu_now()
     started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit("%s failed (rc=%d)\n%s\n%s"
                          % (argv[0], result.returncode, result.stdout[-4000:], result.stderr[-4000:]))
+    time.sleep(1)  # let the postmaster reap the backends so their CPU is counted
+    if label:
+        CPU_SECONDS[label] = CPU_SECONDS.get(label, 0.0) + cpu_now() - cpu_before
     return elapsed, result.stdout
 
 
@@ -92,7 +117,7 @@ def run_db_migrate(server, database, source, workdir):
                ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
-    elapsed, stdout = timed([ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
+    elapsed, stdout = timed(label="db_migrate via ansible", argv=[ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
                              "-a", json.dumps({"src": source, "dest": uri})], env=env)
     result = json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     if result.get("failed") or not result["verification"]["ok"]:
@@ -104,7 +129,7 @@ def run_pgloader(server, database, source, workdir):
     server.create_database(database)
     # pgloader 3.6 cannot parse a URI without a password reliably: the server trusts loopback, any password works.
     target = "pgsql://postgres:unused@127.0.0.1:%d/%s" % (server.port, database)
-    elapsed, _stdout = timed(["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target],
+    elapsed, _stdout = timed(label="pgloader", argv=["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target],
                              cwd=workdir)
     return elapsed
 
@@ -137,8 +162,9 @@ def run_raw_copy(server, database, csv_paths, workdir):
         handle.write(RAW_KEYS)
     psql = [os.path.join(server.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
             "-p", str(server.port), "-U", "postgres", "-d", database, "-f"]
-    copy_seconds = timed(psql + [script])[0]
-    keys_seconds = timed(psql + [keys])[0]
+    copy_seconds = timed(psql + [script], label="psql \\copy (raw, no indexes)")[0]
+    CPU_SECONDS["psql \\copy + same keys/indexes"] = CPU_SECONDS["psql \\copy (raw, no indexes)"]
+    keys_seconds = timed(psql + [keys], label="psql \\copy + same keys/indexes")[0]
     return copy_seconds, keys_seconds
 
 
@@ -163,6 +189,7 @@ def main(argv=None):
     figures = {}
     with PostgresServer(prefix="positops-bench-pg-") as server:
         log("PostgreSQL on 127.0.0.1:%d" % server.port)
+        SERVER["server"] = server
         if "raw" not in args.skip:
             csv_paths = export_csv(source, args.workdir)
             log("psql \\copy")
@@ -176,14 +203,16 @@ def main(argv=None):
         if "pgloader" not in args.skip:
             log("pgloader")
             figures["pgloader"] = run_pgloader(server, "bench_pgloader", source, args.workdir)
-    print("rows: %d" % rows)
+    print("rows: %d   load average at the end: %s" % (rows, " ".join("%.1f" % v for v in os.getloadavg())))
+    print("%-34s %10s %14s %12s" % ("", "wall", "rows/s", "CPU s"))
     for name, seconds in figures.items():
-        print("%-34s %8.2f s  %10.0f rows/s" % (name, seconds, rows / seconds))
+        print("%-34s %8.2f s %14.0f %12.1f" % (name, seconds, rows / seconds, CPU_SECONDS.get(name, 0.0)))
     ours = rows / figures["db_migrate via ansible"]
     if "pgloader" in figures:
         print("db_migrate / pgloader:            %.2fx" % (ours / (rows / figures["pgloader"])))
     if "psql \\copy (raw, no indexes)" in figures:
-        print("db_migrate / raw \\copy:           %.0f%%" % (100 * ours / (rows / figures["psql \\copy (raw, no indexes)"])))
+        raw = rows / figures["psql \\copy (raw, no indexes)"]
+        print("db_migrate / raw \\copy:           %.0f%%" % (100 * ours / raw))
         print("db_migrate / \\copy + keys:        %.0f%%"
               % (100 * ours / (rows / figures["psql \\copy + same keys/indexes"])))
     return figures
