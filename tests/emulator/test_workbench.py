@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -14,7 +16,7 @@ import pytest
 
 from positemu import workbench
 from positemu import workbench_config as wconfig
-from workbench_harness import KEY, NEW, OLD, LocalNode, LocalPostgres, free_port, parse_list_nodes, wait_for
+from workbench_harness import SRC, KEY, NEW, OLD, LocalNode, LocalPostgres, free_port, parse_list_nodes, wait_for
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -357,3 +359,21 @@ def test_status_endpoint_is_localhost_only_and_node_requests_are_signed(cluster)
         "X-RStudio-LB-Signature": workbench.sign(KEY, "GET", "/load-balancer/node-info", stamp)})
     with urllib.request.urlopen(signed, timeout=5) as response:
         assert json.loads(response.read())["state"] == "online"
+
+
+def test_locktester_first_holds_second_reports_supported_locks(tmp_path):
+    code = "import sys; from positemu.workbench_locktester import main; sys.exit(main())"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    first = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "* Acquired advisory lock\n"
+        assert first.stdout.readline() == "* Acquired link-based lock\n"
+        second = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=30)
+        assert second.returncode == 0
+        assert second.stdout == ("* Unable to acquire advisory lock\n* Unable to acquire link-based lock\n\n"
+                                 "Your filesystem appears to support advisory and link-based locks.\n")
+    finally:
+        first.terminate()
+        assert first.wait(timeout=10) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".rstudio-locktester-advisory"]

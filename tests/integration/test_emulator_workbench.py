@@ -83,6 +83,19 @@ def test_package_installs_like_the_vendor_one(wb):
     assert result.returncode == 1 and "Usage: rstudio-server" in result.stderr
 
 
+def test_locktester_across_nodes(wb):
+    rsw1, rsw2 = wb["rsw1"], wb["rsw2"]
+    rsw1.exec("mkdir -p /srv/shared/locks && cd /srv/shared/locks && (nohup /usr/lib/rstudio-server/bin/locktester"
+              " > /tmp/locktester.out 2>&1 & echo $! > /tmp/locktester.pid)")
+    rsw1.wait_until("grep -q 'Holding the locks' /tmp/locktester.out", timeout=30)
+    assert rsw1.read_file("/tmp/locktester.out").startswith("* Acquired advisory lock\n* Acquired link-based lock\n")
+    second = rsw2.output("cd /srv/shared/locks && /usr/lib/rstudio-server/bin/locktester")
+    assert second.splitlines() == ["* Unable to acquire advisory lock", "* Unable to acquire link-based lock", "",
+                                   "Your filesystem appears to support advisory and link-based locks."]
+    rsw1.exec("kill -TERM $(cat /tmp/locktester.pid)")
+    rsw2.wait_until("cd /srv/shared/locks && test ! -e .rstudio-locktester-link", timeout=15)
+
+
 def test_cluster_comes_online(wb):
     for name in ("rsw1", "rsw2"):
         configure(wb[name], wb["db"])
