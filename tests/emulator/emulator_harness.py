@@ -4,6 +4,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -96,5 +97,7 @@ def env_with(extra=None):
     env = dict(os.environ)
     env.pop("JOURNAL_STREAM", None)
     env.update(FAST_ENV)
+    # The packaged wrappers run /usr/bin/python3; locally use this interpreter (it has psycopg).
+    env["POSITEMU_PYTHON"] = sys.executable
     env.update(extra or {})
     return env

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -38,13 +37,13 @@ class ConnectNode:
 
     def start(self, root=None):
         self.root = root or self.root
-        self.process = Process([sys.executable, self.bin("connect"), "--config", str(self.config)], self.env,
+        self.process = Process([self.bin("connect"), "--config", str(self.config)], self.env,
                                self.dir / "journal.log")
         self.processes.append(self.process)
         return self.process
 
     def migrate(self, *args):
-        return subprocess.run([sys.executable, self.bin("migrate"), "--config", str(self.config), *args],
+        return subprocess.run([self.bin("migrate"), "--config", str(self.config), *args],
                               capture_output=True, text=True, env=self.env, timeout=60)
 
 

@@ -4,7 +4,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import threading
 import time
 
@@ -40,17 +39,17 @@ class PmNode:
 
     def start(self, root=None):
         self.root = root or self.root
-        self.process = Process([sys.executable, self.bin("rstudio-pm"), "--config", str(self.config)],
+        self.process = Process([self.bin("rstudio-pm"), "--config", str(self.config)],
                                self.env, self.dir / "journal.log")
         self.processes.append(self.process)
         return self.process
 
     def rspm(self, *args, env=None):
-        return subprocess.run([sys.executable, self.bin("rspm"), "--config", str(self.config), *args],
+        return subprocess.run([self.bin("rspm"), "--config", str(self.config), *args],
                               capture_output=True, text=True, env=env or self.env, timeout=120)
 
     def migrate(self, *args):
-        return subprocess.run([sys.executable, self.bin("migrate"), "--config", str(self.config), *args],
+        return subprocess.run([self.bin("migrate"), "--config", str(self.config), *args],
                               capture_output=True, text=True, env=self.env, timeout=60)
 
 
@@ -238,7 +237,7 @@ def test_online_with_invalid_config_stays_offline(cluster):
     # rspm itself cannot read the broken file either; use a copy of the good config for the CLI.
     good = node.dir / "good.gcfg"
     good.write_text(text)
-    result = subprocess.run([sys.executable, node.bin("rspm"), "--config", str(good), "online",
+    result = subprocess.run([node.bin("rspm"), "--config", str(good), "online",
                              "--timeout=3"], capture_output=True, text=True, env=node.env)
     assert result.returncode == 1 and "timed out after 3 seconds" in result.stderr
     assert "cannot go online, the configuration is invalid" in node.process.log()
