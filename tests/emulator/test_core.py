@@ -186,3 +186,44 @@ def test_http_server_routes_and_waits_for_in_flight_requests():
         assert results == [b"done\n"]
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    import shutil
+    import tempfile
+
+    from workbench_harness import LocalPostgres
+    base = tempfile.mkdtemp(prefix="positemu-core-pg-")
+    server = LocalPostgres(base).start()
+    try:
+        name = server.fresh_database("core")
+        yield "postgres://postgres@127.0.0.1:%d/%s" % (server.port, name)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgres_database_api_keeps_timestamps_and_percent_signs(postgres_url):
+    db = dbmod.connect(postgres_url)
+    assert db.provider == "postgres"
+    nodes.register(db, "pm1", "2023.08.4-20", "online")
+    now = time.time()
+    nodes.heartbeat(db, "pm1")
+    # Epoch seconds need double precision: a 4-byte REAL would round them by a minute.
+    assert abs(nodes.get(db, "pm1")["last_seen"] - now) < 1
+    db.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER PRIMARY KEY, b TEXT)")
+    db.execute("INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET b = excluded.b", (1, "50%"))
+    assert db.query("SELECT b FROM t WHERE b LIKE '50%'") == [("50%",)]
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            db.execute("INSERT INTO t (a, b) VALUES (2, 'x')")
+            raise RuntimeError("roll back")
+    assert db.query_one("SELECT count(*) FROM t") == (1,)
+    assert "t" in db.tables() and db.columns("t") == ["a", "b"]
+    assert schema.ensure(db, 41, [], "pm1", LOG) == "created"
+
+
+def test_postgres_unreachable_is_a_clear_error():
+    with pytest.raises(dbmod.DatabaseError, match=r"cannot connect to PostgreSQL at postgres://u:\*\*\*\*@"):
+        dbmod.connect("postgres://u:secret@127.0.0.1:1/x", connect_timeout=2)

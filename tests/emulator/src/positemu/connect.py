@@ -28,12 +28,13 @@ PROVIDERS = {"sqlite": "sqlite", "postgres": "postgres"}
 
 DDL = (
     nodes.DDL,
-    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, duration REAL NOT NULL, "
-    "state TEXT NOT NULL, node TEXT, heartbeat REAL, attempts INTEGER NOT NULL, created_at REAL NOT NULL, "
-    "finished_at REAL)",
+    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, duration DOUBLE PRECISION NOT NULL, "
+    "state TEXT NOT NULL, node TEXT, heartbeat DOUBLE PRECISION, attempts INTEGER NOT NULL, "
+    "created_at DOUBLE PRECISION NOT NULL, "
+    "finished_at DOUBLE PRECISION)",
     "CREATE TABLE IF NOT EXISTS job_runs (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, "
-    "started_at REAL NOT NULL, finished_at REAL)",
-    "CREATE TABLE IF NOT EXISTS content (name TEXT PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT)",
+    "started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION)",
+    "CREATE TABLE IF NOT EXISTS content (name TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, created_by TEXT)",
 )
 TABLES = ("schema_version", "nodes", "jobs", "job_runs", "content")
 

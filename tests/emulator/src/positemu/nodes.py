@@ -12,7 +12,8 @@ import time
 
 DDL = ("CREATE TABLE IF NOT EXISTS nodes ("
        "id INTEGER NOT NULL, hostname TEXT PRIMARY KEY, version TEXT NOT NULL, mode TEXT NOT NULL, "
-       "requested_mode TEXT, status TEXT, address TEXT, port INTEGER, started_at REAL, last_seen REAL, "
+       "requested_mode TEXT, status TEXT, address TEXT, port INTEGER, started_at DOUBLE PRECISION, "
+       "last_seen DOUBLE PRECISION, "
        "extra TEXT)")
 
 FIELDS = ("id", "hostname", "version", "mode", "requested_mode", "status", "address", "port", "started_at",

@@ -30,7 +30,7 @@ PROVIDERS = ("sqlite", "postgres")
 # the core. "repos" is what the API serves, so a request shows which database a node reads.
 DDL = (
     nodes.DDL,
-    "CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, description TEXT, created_at REAL NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, description TEXT, created_at DOUBLE PRECISION NOT NULL, "
     "created_by TEXT)",
 )
 TABLES = ("schema_version", "nodes", "repos")

@@ -15,7 +15,8 @@ import time
 from positemu import runtime
 
 CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
-                "id INTEGER PRIMARY KEY, version INTEGER NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)")
+                "id INTEGER PRIMARY KEY, version INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+                "updated_by TEXT)")
 
 
 class SchemaTooNew(Exception):
