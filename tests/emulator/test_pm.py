@@ -261,3 +261,33 @@ def test_migrate_preconditions_and_both_directions(cluster, tmp_path):
     result = node.migrate("--from", "sqlite", "--to", "postgres")
     assert result.returncode == 1 and "cannot connect to PostgreSQL at postgres://u:****@" in result.stderr
     assert "pw@" not in result.stderr
+
+
+def test_s3_objects_need_the_same_encryption_key(cluster, tmp_path):
+    s3 = "[Storage]\nDefault = s3\n[S3Storage]\nBucket = rspm-bucket\n"
+    one, two = cluster("pm1", extra_config=s3), cluster("pm2", extra_config=s3)
+    for node in (one, two):
+        node.env["POSITEMU_S3_DIR"] = str(tmp_path / "s3")
+        node.start()
+        wait_http(node.url + "/__ping__", process=node.process)
+    assert http(one.url + "/__emulator__/data/packages/x.tar.gz", "PUT", b"package bytes")[0] == 201
+    stored = (tmp_path / "s3" / "rspm-bucket" / "packages" / "x.tar.gz").read_bytes()
+    assert b"package bytes" not in stored
+    assert http(one.url + "/__emulator__/data/packages/x.tar.gz") == (200, "package bytes")
+    # Each node created its own key on first start: pm2 cannot read what pm1 wrote.
+    assert http(two.url + "/__emulator__/data/packages/x.tar.gz")[0] == 500
+    two.process.wait_log("cannot decrypt")
+    assert "the object was encrypted with another key" in two.process.log()
+    # The documented fix: copy the key file from the first node (mode 0600) and restart.
+    (two.dir / "rstudio-pm.key").write_bytes((one.dir / "rstudio-pm.key").read_bytes())
+    two.process.stop()
+    two.start()
+    wait_http(two.url + "/__ping__", process=two.process)
+    assert http(two.url + "/__emulator__/data/packages/x.tar.gz") == (200, "package bytes")
+
+
+def test_s3_without_bucket_is_refused(cluster):
+    node = cluster("pm1", extra_config="[Storage]\nDefault = s3\n")
+    process = node.start()
+    assert process.wait_exit() == 1
+    assert "[Storage] Default = s3 needs [S3Storage] Bucket" in process.log()

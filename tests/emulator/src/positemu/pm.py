@@ -4,6 +4,8 @@ Modelled from the vendor's HA page (seeds/000) and its "Changing Database Provid
 assumptions made where the docs are silent are listed in tests/emulator/README.md.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -58,6 +60,13 @@ class Settings:
                                    % (path, config.get("Database", "Provider")))
         self.provider = provider
         self.sqlite_dir = config.get("Sqlite", "Dir") or DEFAULT_SQLITE_DIR
+        self.storage = (config.get("Storage", "Default") or "file").strip().lower()
+        if self.storage not in ("file", "s3"):
+            raise gcfg.ConfigError("%s: [Storage] Default must be file or s3, got %r" % (path, self.storage))
+        self.s3_bucket = config.get("S3Storage", "Bucket")
+        self.s3_prefix = (config.get("S3Storage", "Prefix") or "").strip("/")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise gcfg.ConfigError("%s: [Storage] Default = s3 needs [S3Storage] Bucket" % path)
         self.postgres_url = config.get("Postgres", "URL")
         if provider == "postgres" and not self.postgres_url:
             raise gcfg.ConfigError("%s: [Database] Provider = postgres needs [Postgres] URL = postgres://..." % path)
@@ -102,6 +111,46 @@ def read_key(path):
         return handle.read().strip()
 
 
+# S3 stand-in: a bucket is the directory $POSITEMU_S3_DIR/<bucket> (default /srv/s3), shared by the nodes. Objects
+# are sealed with the node's encryption key (SHA-256 counter keystream + HMAC-SHA256 tag), so a node whose key
+# differs cannot read what another node wrote, as with real S3 storage.
+SEAL_MAGIC = b"PEMU-S3-1"
+
+
+class KeyMismatch(Exception):
+    pass
+
+
+def _keystream(key, nonce, length):
+    blocks = []
+    for counter in range((length + 31) // 32):
+        blocks.append(hashlib.sha256(key + nonce + counter.to_bytes(8, "big")).digest())
+    return b"".join(blocks)[:length]
+
+
+def seal(key_text, data):
+    key = key_text.encode()
+    nonce = os.urandom(16)
+    cipher = bytes(a ^ b for a, b in zip(data, _keystream(key, nonce, len(data))))
+    tag = hmac.new(key, nonce + cipher, hashlib.sha256).digest()
+    return SEAL_MAGIC + nonce + tag + cipher
+
+
+def unseal(key_text, blob):
+    key = key_text.encode()
+    if not blob.startswith(SEAL_MAGIC):
+        raise KeyMismatch("the object was not written by Package Manager")
+    nonce, tag, cipher = blob[9:25], blob[25:57], blob[57:]
+    if not hmac.compare_digest(tag, hmac.new(key, nonce + cipher, hashlib.sha256).digest()):
+        raise KeyMismatch("the object was encrypted with another key")
+    return bytes(a ^ b for a, b in zip(cipher, _keystream(key, nonce, len(cipher))))
+
+
+def s3_root(settings):
+    root = os.path.join(os.environ.get("POSITEMU_S3_DIR") or "/srv/s3", settings.s3_bucket)
+    return os.path.join(root, settings.s3_prefix) if settings.s3_prefix else root
+
+
 def open_database(settings, provider=None, must_exist=False):
     provider = provider or settings.provider
     target = settings.database_target(provider)
@@ -128,6 +177,7 @@ class Daemon:
         self.settings = None
         self.db = None
         self.server = None
+        self.key = None
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
     def serving(self):
@@ -164,14 +214,16 @@ class Daemon:
 
     def _data_path(self, request, prefix):
         relative = request.path[len(prefix):]
-        root = os.path.realpath(self.settings.data_dir)
+        base = s3_root(self.settings) if self.settings.storage == "s3" else self.settings.data_dir
+        root = os.path.realpath(base)
         path = os.path.realpath(os.path.join(root, relative))
         if not relative or not (path == root or path.startswith(root + os.sep)):
             return None
         return path
 
     def data(self, request):
-        """Emulator route: read or write <DataDir>/<path>, so a request proves which storage the node sees."""
+        """Emulator route: read or write <DataDir>/<path> (or the S3 bucket), so a request proves which storage
+        the node sees."""
         if not self.serving():
             return self._unavailable()
         path = self._data_path(request, "/__emulator__/data/")
@@ -180,11 +232,21 @@ class Daemon:
         try:
             if request.method == "PUT":
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                body = seal(self.key, request.body) if self.settings.storage == "s3" else request.body
                 with open(path, "wb") as handle:
-                    handle.write(request.body)
+                    handle.write(body)
                 return httpd.Response(201, "stored %s\n" % path)
             with open(path, "rb") as handle:
-                return httpd.Response(200, handle.read(), "application/octet-stream")
+                body = handle.read()
+            if self.settings.storage == "s3":
+                try:
+                    body = unseal(self.key, body)
+                except KeyMismatch as error:
+                    self.log.error("Error: cannot decrypt %s from S3 bucket %s: %s. Every node needs the same "
+                                   "encryption key file (%s, mode 0600): copy it from the first node",
+                                   path, self.settings.s3_bucket, error, self.settings.key_path)
+                    return httpd.Response(500, "cannot decrypt %s\n" % path)
+            return httpd.Response(200, body, "application/octet-stream")
         except FileNotFoundError:
             return httpd.Response(404, "%s does not exist\n" % path)
         except PermissionError as error:
@@ -248,7 +310,7 @@ class Daemon:
                     self.settings.provider, self.settings.postgres_url, self.settings.sqlite_dir)
             self.settings = fresh
             try:
-                ensure_encryption_key(self.settings.key_path, self.log)
+                self.key = ensure_encryption_key(self.settings.key_path, self.log)
             except (OSError, RuntimeError) as error:
                 self.log.error("Error: cannot go online: %s", error)
                 return False
@@ -310,7 +372,9 @@ class Daemon:
                       self.config_path)
         try:
             os.makedirs(settings.data_dir, exist_ok=True)
-            ensure_encryption_key(settings.key_path, self.log)
+            self.key = ensure_encryption_key(settings.key_path, self.log)
+            if settings.storage == "s3":
+                os.makedirs(s3_root(settings), exist_ok=True)
         except (OSError, RuntimeError) as error:
             self.log.error("Error: %s", error)
             return 1
