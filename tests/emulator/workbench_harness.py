@@ -181,7 +181,7 @@ class LocalNode:
     def cli(self, *args):
         return subprocess.run([sys.executable, "-c", "import sys; from positemu.workbench import cli_main; "
                                "sys.exit(cli_main(sys.argv[1:]))"] + list(args),
-                              env=self.environ(), capture_output=True, text=True, timeout=60)
+                              env=self.environ(), capture_output=True, text=True, timeout=60, check=False)
 
     def stop(self, timeout=15):
         if self.proc and self.proc.poll() is None:

@@ -102,7 +102,7 @@ def node_address(config):
     if config.www_host_name:
         host = config.www_host_name
         if ":" in host:
-            host, _, given = host.rpartition(":")
+            host, given = host.rsplit(":", 1)
             if given.isdigit():
                 port = int(given)
         return host, port
@@ -128,7 +128,7 @@ def _multicast(address):
 
 def _interface_addresses():
     try:
-        output = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+        output = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [a for a in output.split() if "." in a and not a.startswith("127.") and not _multicast(a)]
@@ -329,9 +329,9 @@ class Server:
             if node["id"] in (self.node_id, subject) or node["status"] != "Online" or not node["ipv4"]:
                 continue
             try:
-                status, _ = peer_request(self.key, node["ipv4"], node["port"], "POST", "/load-balancer/notify",
-                                         {"event": event, "node": subject, "from": self.node_id},
-                                         timeout=self.config.lb_timeout)
+                status = peer_request(self.key, node["ipv4"], node["port"], "POST", "/load-balancer/notify",
+                                      {"event": event, "node": subject, "from": self.node_id},
+                                      timeout=self.config.lb_timeout)[0]
                 self.lb_log("notified node %d (%s) of %s node %d: HTTP %d" % (
                     node["id"], node["host"], event, subject, status))
             except OSError as error:

@@ -115,7 +115,7 @@ class WorkbenchConfig:
     def _read_rserver(self):
         path = self.path("rserver.conf")
         self.rserver_path = path
-        options, _ = read_key_values(path, RSERVER_OPTIONS)
+        options = read_key_values(path, RSERVER_OPTIONS)[0]
         self.rserver = options
         self.port = _integer(path, "www-port", options.get("www-port", str(DEFAULT_PORT)), 1)
         if self.port > 65535:
@@ -138,7 +138,7 @@ class WorkbenchConfig:
 
     def _read_database(self):
         path = self.database_conf_path
-        options, _ = read_key_values(path, DATABASE_OPTIONS)
+        options = read_key_values(path, DATABASE_OPTIONS)[0]
         provider = options.get("provider", "sqlite").lower()
         if provider not in ("sqlite", "postgresql"):
             raise ConfigError("%s: provider must be sqlite or postgresql, found %r" % (path, options["provider"]))
@@ -185,7 +185,7 @@ class WorkbenchConfig:
 
     def _read_file_locks(self):
         path = self.path("file-locks")
-        options, _ = read_key_values(path, FILE_LOCKS_OPTIONS)
+        options = read_key_values(path, FILE_LOCKS_OPTIONS)[0]
         self.lock_type = options.get("lock-type", "linkbased")
         if self.lock_type not in LOCK_TYPES:
             raise ConfigError("%s: lock-type must be linkbased or advisory, found %r" % (path, self.lock_type))
