@@ -377,3 +377,14 @@ def test_locktester_first_holds_second_reports_supported_locks(tmp_path):
         first.terminate()
         assert first.wait(timeout=10) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".rstudio-locktester-advisory"]
+
+
+def test_node_address_follows_the_documented_order(tmp_path):
+    base = {"rserver.conf": LB_ON + "www-port=8080\n", "database.conf": PG}
+    config = write_config(tmp_path, dict(base, **{"load-balancer": "www-host-name=rsw1\n"}))
+    assert workbench.node_address(config) == ("rsw1", 8080)  # no port given: www-port is used
+    config = write_config(tmp_path, dict(base, **{"load-balancer": "www-host-name=rsw1:9000\n"}))
+    assert workbench.node_address(config) == ("rsw1", 9000)
+    config = write_config(tmp_path, dict(base, **{"rserver.conf": base["rserver.conf"] + "www-address=10.1.2.3\n",
+                                                  "load-balancer": ""}))
+    assert workbench.node_address(config) == ("10.1.2.3", 8080)
