@@ -117,8 +117,9 @@ def run_db_migrate(server, database, source, workdir):
                ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
-    elapsed, stdout = timed(label="db_migrate via ansible", argv=[ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
-                             "-a", json.dumps({"src": source, "dest": uri})], env=env)
+    argv = [ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
+            "-a", json.dumps({"src": source, "dest": uri})]
+    elapsed, stdout = timed(argv, label="db_migrate via ansible", env=env)
     result = json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     if result.get("failed") or not result["verification"]["ok"]:
         raise SystemExit("db_migrate failed: %s" % result.get("msg"))
@@ -129,8 +130,8 @@ def run_pgloader(server, database, source, workdir):
     server.create_database(database)
     # pgloader 3.6 cannot parse a URI without a password reliably: the server trusts loopback, any password works.
     target = "pgsql://postgres:unused@127.0.0.1:%d/%s" % (server.port, database)
-    elapsed, _stdout = timed(label="pgloader", argv=["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target],
-                             cwd=workdir)
+    argv = ["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target]
+    elapsed = timed(argv, label="pgloader", cwd=workdir)[0]
     return elapsed
 
 
