@@ -57,8 +57,9 @@ class AnsibleRunner:
 
     def command(self, host, module, args, check=False, diff=False, verbose=False):
         self._write_inventory(host)
-        command = [str(VENV_BIN / "ansible"), host, "-i", str(self.inventory), "-m", "positops.ha.%s" % module,
-                   "-a", json.dumps(args)]
+        command = [str(VENV_BIN / "ansible"), host, "-i", str(self.inventory), "-m", "positops.ha.%s" % module]
+        if args:  # an empty "{}" would be taken for raw parameters
+            command += ["-a", json.dumps(args)]
         if check:
             command.append("--check")
         if diff:
