@@ -73,7 +73,17 @@ def test_min_bits_sets_the_generated_size(run, key_path):
     assert not failed and len(key_path.read_text().strip()) == 128
 
 
-def test_new_file_is_private_whatever_the_umask(run, key_path):
+def test_new_file_is_never_readable_by_others_whatever_the_umask(run, key_path, monkeypatch):
+    # Record the file's mode each time the module is about to set it: a written key must already be private then.
+    seen = []
+    original = secure_cookie_key.AnsibleModule.set_mode_if_different
+
+    def spy(self, path, mode, changed, *args, **kwargs):
+        if os.path.exists(path):
+            seen.append(mode_of(path))
+        return original(self, path, mode, changed, *args, **kwargs)
+
+    monkeypatch.setattr(secure_cookie_key.AnsibleModule, "set_mode_if_different", spy)
     previous = os.umask(0o000)
     try:
         failed, result = run(content=CLUSTER_KEY)
@@ -81,6 +91,7 @@ def test_new_file_is_private_whatever_the_umask(run, key_path):
     finally:
         os.umask(previous)
     assert not failed and mode_of(key_path) == 0o600
+    assert seen and all(mode & 0o077 == 0 for mode in seen), ["%04o" % mode for mode in seen]
 
 
 def test_installs_the_cluster_key_exactly_then_is_idempotent(run, key_path):
