@@ -164,6 +164,7 @@ class Cluster:
             "ANSIBLE_HOST_KEY_CHECKING": "false",
             "ANSIBLE_PIPELINING": "true",
             "ANSIBLE_RETRY_FILES_ENABLED": "false",
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
             "PATH": "%s:%s" % (VENV_BIN, env.get("PATH", "")),
         })
         return env
