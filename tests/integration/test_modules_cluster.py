@@ -11,7 +11,6 @@ The tests of this module share one lab and run in file order.
 
 import json
 import os
-import shlex
 import subprocess
 
 import pytest
@@ -71,7 +70,7 @@ class AnsibleRunner:
     def run(self, host, module, args, check=False, diff=False):
         """Return the module's result dict (``failed`` set when it failed)."""
         proc = subprocess.run(self.command(host, module, args, check, diff), capture_output=True, text=True,
-                              env=self.env(), timeout=300, cwd=str(self.workdir))
+                              env=self.env(), timeout=300, cwd=str(self.workdir), check=False)
         self.outputs.append(proc.stdout + proc.stderr)
         try:
             data = json.loads(proc.stdout)
@@ -85,7 +84,8 @@ class AnsibleRunner:
     def run_verbose(self, host, module, args, check=False, diff=False):
         """Run with -vvv and the default output; return everything Ansible printed."""
         proc = subprocess.run(self.command(host, module, args, check, diff, verbose=True), capture_output=True,
-                              text=True, env=self.env(json_output=False), timeout=300, cwd=str(self.workdir))
+                              text=True, env=self.env(json_output=False), timeout=300, cwd=str(self.workdir),
+                              check=False)
         output = proc.stdout + proc.stderr
         self.outputs.append(output)
         return proc.returncode, output
