@@ -13,6 +13,7 @@ import json
 import re
 import stat
 import sys
+import tarfile
 
 import pytest
 import yaml
@@ -51,6 +52,28 @@ def test_tarball_ships_the_content_and_not_the_tooling(tarball_members):
         assert required in tarball_members, '%s is missing from the tarball' % required
     leaked = sorted(name for name in tarball_members if name.startswith(NOT_SHIPPED))
     assert not leaked, 'repository tooling leaked into the tarball (extend build_ignore in galaxy.yml): %s' % leaked
+
+
+# `namespace.collection.` as it appears in FQCNs, filters and Python imports (overlapping matches, so that
+# ansible_collections.community.general.plugins... also yields community.general).
+COLLECTION_REFERENCE = re.compile(r'(?=\b([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\.[a-z_])')
+SHIPPED_CODE = ('roles/', 'playbooks/', 'plugins/')
+
+
+def test_dependencies_are_exactly_the_collections_used(ansible_env, collection_tarball, galaxy):
+    listing = run([tool('ansible-galaxy'), 'collection', 'list', '--format', 'json'], env=ansible_env)
+    assert listing.returncode == 0, describe(listing)
+    known = {name for collections in json.loads(listing.stdout).values() for name in collections}
+    used = set()
+    with tarfile.open(collection_tarball) as archive:
+        for member in archive.getmembers():
+            if member.isfile() and member.name.startswith(SHIPPED_CODE):
+                text = archive.extractfile(member).read().decode('utf-8', errors='replace')
+                used.update('%s.%s' % match for match in COLLECTION_REFERENCE.findall(text))
+    used = (used & known) - {'ansible.builtin', '%s.%s' % (galaxy['namespace'], galaxy['name'])}
+    declared = set(galaxy.get('dependencies') or {})
+    assert used - declared == set(), 'used but missing from galaxy.yml dependencies: %s' % sorted(used - declared)
+    assert declared - used == set(), 'declared in galaxy.yml but never used: %s' % sorted(declared - used)
 
 
 def test_installed_copy_is_the_one_found(ansible_env, installed_collections):
