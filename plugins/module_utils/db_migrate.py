@@ -322,7 +322,11 @@ def select_tables(tables, wanted):
     if unknown:
         raise MigrationError("tables %s not found in src; tables in src: %s"
                              % (", ".join(unknown), ", ".join(sorted(by_name)) or "(none)"))
-    return [by_name[name] for name in wanted]
+    unique = []
+    for name in wanted:  # a name listed twice is migrated once
+        if by_name[name] not in unique:
+            unique.append(by_name[name])
+    return unique
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1281,7 +1285,8 @@ class Migration:
     def result(self, changed, tables, source_stats, verification, started, copied, sequences):
         per_table = []
         for table in tables:
-            entry = {"name": table.name, "rows": source_stats[table.name][0]}
+            known = source_stats.get(table.name)
+            entry = {"name": table.name, "rows": known[0] if known else 0}
             if table.name in copied:
                 entry["rows"] = copied[table.name]["rows"]
                 entry["seconds"] = round(copied[table.name]["seconds"], 3)
