@@ -315,6 +315,7 @@ def test_check_in_and_missed_check_in(cluster):
     cluster("alive", env=fast, load_balancer_extra="diagnostics=tmp\n").wait_healthy()
     with open(workbench.DIAGNOSTICS_FILE) as diagnostics:
         assert "node 1 online at 127.0.0.1:" in diagnostics.read()
+    os.unlink(workbench.DIAGNOSTICS_FILE)
     stuck = cluster("stuck", env=dict(fast, RSTUDIO_LB_CHECKIN_SECONDS="300")).wait_healthy()
     time.sleep(4)
     rows = {r["ID"]: r for r in parse_list_nodes(stuck.cli("list-nodes").stdout)}
