@@ -312,15 +312,16 @@ def test_check_in_and_missed_check_in(cluster):
     fast = {"RSTUDIO_LB_CHECKIN_SECONDS": "1", "RSTUDIO_LB_MISSED_CHECKIN_SECONDS": "3"}
     if os.path.exists(workbench.DIAGNOSTICS_FILE):
         os.unlink(workbench.DIAGNOSTICS_FILE)
-    cluster("alive", env=fast, load_balancer_extra="diagnostics=tmp\n").wait_healthy()
+    alive = cluster("alive", env=fast, load_balancer_extra="diagnostics=tmp\n").wait_healthy()
     with open(workbench.DIAGNOSTICS_FILE) as diagnostics:
         assert "node 1 online at 127.0.0.1:" in diagnostics.read()
-    os.unlink(workbench.DIAGNOSTICS_FILE)
     stuck = cluster("stuck", env=dict(fast, RSTUDIO_LB_CHECKIN_SECONDS="300")).wait_healthy()
     time.sleep(4)
     rows = {r["ID"]: r for r in parse_list_nodes(stuck.cli("list-nodes").stdout)}
     assert rows["1"]["Status"] == "Online"
     assert rows["2"]["Status"] == "Missed check-in"
+    alive.kill()
+    os.unlink(workbench.DIAGNOSTICS_FILE)
 
 
 def test_check_in_resumes_after_a_postgres_restart(cluster, postgres):
