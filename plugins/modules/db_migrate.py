@@ -107,6 +107,8 @@ notes:
     compared with a relative tolerance of 1e-9.
   - Partial indexes, indexes on expressions and defaults that are not constants are not carried over; the task
     warns about each.
+  - With several O(workers) the staging schema is named C(db_migrate_staging_) followed by 12 hex digits derived
+    from O(schema); the user in O(dest) needs the right to create schemas in the database.
 """
 
 EXAMPLES = r"""
