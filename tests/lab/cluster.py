@@ -31,12 +31,15 @@ GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
 # docs/CONTRACTS.md: versions (old -> new), services and ports of the emulated products.
 PRODUCTS = {
     "package_manager": {"package": "rstudio-pm", "service": "rstudio-pm", "port": 4242, "health": "/__ping__",
-                        "old": "2023.08.4-20", "new": "2023.12.0-13", "node": "pm"},
+                        "old": "2023.08.4-20", "new": "2023.12.0-13", "node": "pm",
+                        "schemas": {"2023.08.4-20": 41, "2023.12.0-13": 42}, "database": "rstudio_pm"},
     "connect": {"package": "rstudio-connect", "service": "rstudio-connect", "port": 3939, "health": "/__ping__",
-                "old": "2023.09.0", "new": "2023.12.0", "node": "rsc"},
+                "old": "2023.09.0", "new": "2023.12.0", "node": "rsc",
+                "schemas": {"2023.09.0": 71, "2023.12.0": 72}, "database": "rstudio_connect"},
     "workbench": {"package": "rstudio-workbench", "service": "rstudio-server", "port": 8787,
                   "health": "/health-check", "old": "2023.09.1+494.pro2", "new": "2023.12.0+369.pro3",
-                  "node": "rsw"},
+                  "node": "rsw", "schemas": {"2023.09.1+494.pro2": 11, "2023.12.0+369.pro3": 12},
+                  "database": "rstudio_workbench"},
 }
 
 # Emulator tuning for short tests (read from /etc/default/<service>): a 2 s migration, schema checks and mode
@@ -234,11 +237,184 @@ class Cluster:
                 states[row["svname"]] = row["status"]
         return states
 
+    def migration_seconds(self):
+        """Length of the schema migration, from the journal of the node that ran it (0 when none ran)."""
+        for node in self.nodes:
+            lines = node.output("journalctl -u %s --no-pager -o short-unix" % self.spec["service"], check=False)
+            started = finished = None
+            for line in lines.splitlines():
+                stamp = line.split(" ", 1)[0]
+                if "Migrating the database schema" in line:
+                    started = float(stamp)
+                elif "schema migration to version" in line and started is not None:
+                    finished = float(stamp)
+            if started is not None and finished is not None:
+                return round(finished - started, 2)
+        return 0.0
+
+    def lb_address(self):
+        return self.lb.ip()
+
+    def schema_version(self):
+        value = self.psql(self.spec["database"], "SELECT version FROM schema_version WHERE id = 1")
+        return int(value) if value.strip().isdigit() else None
+
+    def serving_nodes_older_than_schema(self):
+        """Nodes answering their health check with a binary whose schema is older than the database's."""
+        schema = self.schema_version()
+        older = []
+        for node in self.nodes:
+            version = self.installed_version(node)
+            if self.health(node) == 200 and schema is not None and self.spec["schemas"].get(version, 0) < schema:
+                older.append((node.name, version, schema))
+        return older
+
     def psql(self, database, sql):
         return self.db.output("psql -d %s -tAc %s" % (shlex.quote(database), shlex.quote(sql)), user="postgres")
 
+    def reset(self, version=None):
+        """Back to a fresh cluster on ``version`` (default old) without new containers: stop the product, empty
+        its database and shared data, reinstall the package, start, and put every node back in the pool."""
+        version = version or self.old_version
+        database = {"package_manager": "rstudio_pm", "connect": "rstudio_connect",
+                    "workbench": "rstudio_workbench"}[self.product]
+        for node in self.nodes:
+            node.exec("systemctl stop %s" % self.spec["service"], check=False)
+        self.db.exec("systemctl start postgresql@15-main && for i in $(seq 60); do pg_isready -q && break; "
+                     "sleep 0.5; done", check=False)
+        self.psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
+        self.psql("postgres", "CREATE DATABASE %s OWNER %s" % (database, database))
+        self.nodes[0].exec("find /srv/shared/%s -mindepth 1 -delete" % self.spec["package"].replace(
+            "rstudio-workbench", "rstudio-server"), check=False)
+        for node in self.nodes:
+            file_name = deb_name(self.spec["package"], version)
+            node.exec("cd /tmp && curl -fsSLO http://pkgs/%s && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                      "--allow-downgrades -o Dpkg::Options::=--force-confold ./%s" % (file_name, file_name))
+            node.exec("systemctl restart %s" % self.spec["service"])
+        for node in self.nodes:
+            node.wait_until("curl -fsS -o /dev/null http://127.0.0.1:%d%s" % (self.spec["port"], self.spec["health"]),
+                            timeout=120)
+        if self.with_load_balancer:
+            for host in self.hosts():
+                self.lb_command("set server %s/%s state ready" % (self.product, host))
+        self.wait_lb_up()
+
+    def lb_command(self, command):
+        script = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+                  "s.sendall(sys.argv[1].encode() + b'\\n'); print(s.recv(65536).decode())")
+        return self.lb.output("python3 -c %s %s" % (shlex.quote(script), shlex.quote(command)))
+
+    def wait_lb_up(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.lb_status()
+            if states and all(state == "UP" for state in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise LabError("load balancer servers not all UP after %ss: %s" % (timeout, states))
+            time.sleep(1)
+
     def destroy(self):
         self.lab.destroy()
+
+
+class Traffic:
+    """A bounded constant-rate HTTP client through the load balancer, recording every request's outcome.
+
+    ``check(status, body)`` says whether an answer is right (wrong content counts as a failure). One new
+    connection per request, so a drained server gets no new work. Stops at ``stop()`` or after ``max_seconds``.
+    """
+
+    def __init__(self, host, port, path, check, rate=20.0, timeout=3.0, max_seconds=1800):
+        import threading
+        self.host, self.port, self.path, self.check = host, port, path, check
+        self.interval = 1.0 / rate
+        self.timeout = timeout
+        self.max_seconds = max_seconds
+        self.records = []  # (monotonic start, ok, reason)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.summary()
+
+    def _one(self):
+        import http.client
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request("GET", self.path, headers={"Connection": "close"})
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            return False, "connection: %s" % type(error).__name__
+        finally:
+            connection.close()
+        if response.status >= 500:
+            return False, "http %d" % response.status
+        if not self.check(response.status, body):
+            return False, "wrong content (http %d)" % response.status
+        return True, "ok"
+
+    def _run(self):
+        started = time.monotonic()
+        next_at = started
+        while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
+            moment = time.monotonic()
+            ok, reason = self._one()
+            self.records.append((moment, ok, reason))
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_at = time.monotonic()
+
+    def summary(self):
+        """Requests, failures by reason, the outage windows (no request succeeded) and failures outside the longest."""
+        records = list(self.records)
+        windows = []  # [start, end, failures]: from the last success before a failure run to the next success
+        last_ok = records[0][0] if records else 0.0
+        current = None
+        for moment, ok, _reason in records:
+            if ok:
+                if current:
+                    current[1] = moment
+                    windows.append(current)
+                    current = None
+                last_ok = moment
+            else:
+                if current is None:
+                    current = [last_ok, None, 0]
+                current[2] += 1
+        if current:
+            current[1] = records[-1][0]
+            windows.append(current)
+        reasons = {}
+        for _moment, ok, reason in records:
+            if not ok:
+                reasons[reason] = reasons.get(reason, 0) + 1
+        longest = max(windows, key=lambda window: window[1] - window[0]) if windows else None
+        failed = sum(1 for record in records if not record[1])
+        return {
+            "sent": len(records),
+            "failed": failed,
+            "reasons": reasons,
+            "windows": [(round(end - start, 2), count) for start, end, count in windows],
+            "longest_window_s": round(longest[1] - longest[0], 2) if longest else 0.0,
+            "longest_window": (longest[0], longest[1]) if longest else None,
+            "failed_outside_longest": failed - (longest[2] if longest else 0),
+        }
+
+
+def deb_name(package, version):
+    from tests.lab.lab import deb_file
+    return deb_file(package, version)
 
 
 def main(argv=None):
