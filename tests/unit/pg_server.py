@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from urllib.parse import quote
@@ -24,6 +25,24 @@ except ImportError:  # the benchmark imports this module without pytest
     pytest = None
 
 SUPERUSER = "postgres"
+# Runs beside each server: stops it and removes its directory once the process that started it is gone, even when
+# that process never gets to stop() (ansible-test units runs every test in a forked child that skips session
+# teardown). Bounded: gives up watching after a day.
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, pg_ctl, datadir, basedir, as_user = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+deadline = time.monotonic() + 86400
+while time.monotonic() < deadline and os.path.isdir(datadir):
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+if os.path.isdir(datadir):
+    prefix = ["runuser", "-u", as_user, "--"] if os.geteuid() == 0 else []
+    subprocess.run(prefix + [pg_ctl, "-D", datadir, "-m", "immediate", "-w", "stop"], capture_output=True)
+    shutil.rmtree(basedir, ignore_errors=True)
+"""
 
 
 def find_bindir():
@@ -84,6 +103,12 @@ class PostgresServer:
             try:
                 self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-w", "-t", "60",
                           "-l", os.path.join(self.basedir, "server.log"), "-o", " ".join(options), "start")
+                # Detached on purpose: it outlives this process.
+                subprocess.Popen(  # pylint: disable=consider-using-with
+                    [sys.executable, "-c", WATCHDOG, str(os.getpid()), os.path.join(self.bindir, "pg_ctl"),
+                     self.datadir, self.basedir, SUPERUSER],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)
                 return self
             except RuntimeError as error:
                 last_error = error
