@@ -159,6 +159,29 @@ def test_rolling_upgrade_as_documented(pm):
     assert two.output("curl -fsS http://localhost:4242/__emulator__/data/check.txt") == "from pm1"
 
 
+def test_s3_storage_needs_the_same_encryption_key(pm):
+    one, two = pm["nodes"]
+    s3 = "[Storage]\nDefault = s3\n[S3Storage]\nBucket = rspm-bucket\n"
+    for node in (one, two):
+        node.exec("echo POSITEMU_S3_DIR=/srv/rspm/s3 >> /etc/default/rstudio-pm")
+        node.write_file("/etc/rstudio-pm/rstudio-pm.gcfg", pm_config(pm["url"], node.name.upper(), extra=s3))
+        node.exec("systemctl restart rstudio-pm")
+    for node in (one, two):
+        node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
+    assert curl_status(one, "/__emulator__/data/pkg.tar.gz", method="PUT", data="package bytes") == "201"
+    one.exec("test -s /srv/rspm/s3/rspm-bucket/pkg.tar.gz && ! grep -q 'package bytes' "
+             "/srv/rspm/s3/rspm-bucket/pkg.tar.gz")
+    # Each node created its own key at first start: pm2 cannot decrypt what pm1 stored.
+    assert curl_status(two, "/__emulator__/data/pkg.tar.gz") == "500"
+    assert "the object was encrypted with another key" in two.journal("rstudio-pm")
+    # The documented fix: copy the key from the first node, mode 0600.
+    two.write_file("/var/lib/rstudio-pm/rstudio-pm.key", one.read_file("/var/lib/rstudio-pm/rstudio-pm.key"),
+                   mode="0600")
+    two.exec("systemctl restart rstudio-pm")
+    two.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
+    assert two.output("curl -fsS http://localhost:4242/__emulator__/data/pkg.tar.gz") == "package bytes"
+
+
 def test_migrate_both_directions_with_preconditions(pm):
     lab = pm["lab"]
     url = lab.create_database("rspm_single", "rspm_single", "single-secret")
