@@ -1,7 +1,6 @@
 """Local tests of the Package Manager emulator: daemons from the unpacked .debs on loopback, SQLite in tmp."""
 
 import json
-import os
 import stat
 import subprocess
 import threading
