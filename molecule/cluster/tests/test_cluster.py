@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import DB, LB, NODES, PRODUCT, SPEC, config_without_node_keys, host, lab_accounts, sha256_of
+from conftest import RUNNER, DB, LB, NODES, PRODUCT, SPEC, config_without_node_keys, host, lab_accounts, sha256_of
 
 
 def test_the_cluster_has_three_nodes():
@@ -80,19 +80,19 @@ def test_services_are_healthy_on_every_node():
         assert host(node).service(SPEC["service"]).is_running, node
         assert host(node).service(SPEC["service"]).is_enabled, node
         status = host(node).check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%s%s",
-                                         SPEC["port"], SPEC["health"])
+                                         str(SPEC["port"]), SPEC["health"])
         assert status == "200", (node, status)
 
 
 def test_load_balancer_sees_every_node_up_and_serves():
     lb = host(LB)
-    csv = lb.check_output("echo 'show stat' | python3 -c %s",
-                          "\"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock');"
-                          " s.sendall(sys.stdin.read().encode()); print(b''.join(iter(lambda: s.recv(65536), b'')).decode())\"")
+    script = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+              "s.sendall(sys.argv[1].encode()+b'\\n'); print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+    csv = lb.check_output("python3 -c %s %s", script, "show stat")
     rows = [line.split(",") for line in csv.splitlines() if line.startswith(PRODUCT + ",")]
     states = {row[1]: row[17] for row in rows if row[1] not in ("FRONTEND", "BACKEND")}
     assert states == {node: "UP" for node in NODES}, states
-    status = lb.check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%s%s", SPEC["port"],
+    status = lb.check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%s%s", str(SPEC["port"]),
                              SPEC["health"])
     assert status == "200"
 
@@ -100,20 +100,20 @@ def test_load_balancer_sees_every_node_up_and_serves():
 @pytest.mark.skipif(SPEC["sticky_cookie"] is None, reason="Package Manager needs no sticky sessions")
 def test_sticky_cookie_is_set_and_keeps_the_client_on_its_node():
     lb = host(LB)
-    headers = lb.check_output("curl -s -D - -o /dev/null http://127.0.0.1:%s%s", SPEC["port"], SPEC["health"])
+    headers = lb.check_output("curl -s -D - -o /dev/null http://127.0.0.1:%s%s", str(SPEC["port"]), SPEC["health"])
     cookie = [line for line in headers.splitlines() if line.lower().startswith("set-cookie: %s=" % SPEC["sticky_cookie"].lower())]
     assert cookie, headers
     node = cookie[0].split("=", 1)[1].split(";", 1)[0]
     assert node in NODES
     # With the cookie, the balancer sends the client back to that node: no new cookie is inserted.
     again = lb.check_output("curl -s -D - -o /dev/null -b %s=%s http://127.0.0.1:%s%s", SPEC["sticky_cookie"], node,
-                            SPEC["port"], SPEC["health"])
+                            str(SPEC["port"]), SPEC["health"])
     assert "set-cookie: %s=" % SPEC["sticky_cookie"].lower() not in again.lower()
 
 
 @pytest.mark.skipif(PRODUCT == "connect", reason="Connect has no command that lists nodes (cluster_node_info refuses it)")
 def test_every_node_is_listed_online_by_cluster_node_info():
-    result = host(NODES[0]).ansible("positops.ha.cluster_node_info", "product=%s" % PRODUCT, check=False)
+    result = RUNNER.run_module(NODES[0], "positops.ha.cluster_node_info", "product=%s" % PRODUCT)
     listed = {item["name"]: item["mode"] for item in result["nodes"]}
     # Nodes register under Server.HostName / www-host-name, which the roles set to the inventory name.
     assert listed == {node: "online" for node in NODES}, json.dumps(result["nodes"])
