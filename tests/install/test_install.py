@@ -201,3 +201,23 @@ def test_module_runs_from_installed_copy_on_localhost(ansible_env, tmp_path):
     assert second.returncode == 0, describe(second)
     assert 'CHANGED=False' in second.stdout, describe(second)
     assert key.read_text(encoding='utf-8').strip() == generated
+
+
+def test_preflight_by_fqcn_runs_on_localhost(ansible_env, tmp_path):
+    """A real run of positops.ha.preflight from the installed copy, on this machine as a fresh cluster node.
+
+    Pre-flight is read-only: it must pass here (nothing installed yet, so the checks that need a product say they
+    do not apply yet) and change nothing.
+    """
+    inventory = tmp_path / 'localhost.yml'
+    inventory.write_text(yaml.safe_dump({'package_manager': {'hosts': {'localhost': {
+        'ansible_connection': 'local',
+        'ansible_python_interpreter': sys.executable,
+    }}}}), encoding='utf-8')
+    preflight = run([tool('ansible-playbook'), '-i', str(inventory), 'positops.ha.preflight'], env=ansible_env)
+    assert preflight.returncode == 0, describe(preflight)
+    recap = re.search(r'^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)',
+                      preflight.stdout, re.MULTILINE)
+    assert recap, describe(preflight)
+    ok, changed, unreachable, failed = (int(number) for number in recap.groups())
+    assert ok > 0 and (changed, unreachable, failed) == (0, 0, 0), describe(preflight)
