@@ -47,6 +47,8 @@ def test_tarball_ships_the_content_and_not_the_tooling(tarball_members):
             'role %s has no meta/argument_specs.yml in the tarball' % role
     for playbook in PLAYBOOKS:
         assert 'playbooks/%s.yml' % playbook in tarball_members
+    for inventory in INVENTORIES:
+        assert 'inventories/examples/%s/hosts.yml' % inventory in tarball_members
     for required in ('meta/runtime.yml', 'meta/execution-environment.yml', 'meta/ee-requirements.txt',
                      'meta/ee-bindep.txt', 'execution-environment.yml', 'MANIFEST.json', 'FILES.json'):
         assert required in tarball_members, '%s is missing from the tarball' % required
