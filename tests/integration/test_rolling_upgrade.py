@@ -1,0 +1,85 @@
+"""Rolling upgrade of a 2-node Package Manager cluster behind HAProxy, with two faults on the way.
+
+One lab for the module, in order: a package URL that 404s (stops before any node leaves service), a migration
+timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
+After every run: no node serves with a binary older than the database schema, and the data written before the
+upgrade (a repository in PostgreSQL, a file on the share) is still there.
+"""
+
+import pytest
+
+from tests.lab.cluster import Cluster
+
+pytestmark = pytest.mark.lab
+
+REPO_NAME = "upgrade-canary"
+SHARED_FILE = "canary/before-upgrade.txt"
+SHARED_CONTENT = "written before the upgrade\n"
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, debs):
+    cluster = Cluster(lab, "package_manager", nodes=2)
+    cluster.up()
+    first = cluster.nodes[0]
+    first.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=%s'" % REPO_NAME)
+    first.exec("curl -fsS -X PUT --data-binary %s http://127.0.0.1:4242/__emulator__/data/%s" % (
+        "'%s'" % SHARED_CONTENT, SHARED_FILE))
+    return cluster
+
+
+def assert_safe_and_intact(cluster):
+    assert cluster.serving_nodes_older_than_schema() == []
+    repos = cluster.psql("rstudio_pm", "SELECT name FROM repos ORDER BY name").split()
+    assert REPO_NAME in repos
+    assert cluster.nodes[1].read_file("/srv/shared/rstudio-pm/" + SHARED_FILE) == SHARED_CONTENT
+
+
+def versions(cluster):
+    return {node.name: cluster.installed_version(node) for node in cluster.nodes}
+
+
+def test_package_url_404_stops_before_any_node_leaves_service(cluster):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(
+        package_manager_package_base_url="http://%s/no-such-directory" % cluster.lab.container_name("pkgs")),
+        log=cluster.dir / "run-404.log")
+    assert result.rc != 0
+    assert "step 'download' failed" in result.output
+    assert "HTTP Error 404" in result.output
+    assert "No node was taken out of service" in result.output
+    assert set(versions(cluster).values()) == {cluster.old_version}
+    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
+    assert set(cluster.lb_status().values()) == {"UP"}
+    assert_safe_and_intact(cluster)
+
+
+def test_migration_timeout_too_short_stops_in_the_online_step(cluster):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(
+        rolling_upgrade_migration_timeout=1), log=cluster.dir / "run-timeout.log")
+    assert result.rc != 0
+    assert "stopped in step 'first'" in result.output
+    assert "%s failed at" % cluster.hosts()[0] in result.output
+    assert "Timed out after 1s waiting for node(s) to be online" in result.output
+    assert "run the same command again" in result.output
+    # The second node was never upgraded: it must not serve once the schema moved.
+    assert versions(cluster)[cluster.node_names[1]] == cluster.old_version
+    assert_safe_and_intact(cluster)
+
+
+def test_rerun_resumes_and_finishes(cluster):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
+                              log=cluster.dir / "run-resume.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert set(versions(cluster).values()) == {cluster.new_version}
+    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
+    assert set(cluster.lb_status().values()) == {"UP"}
+    assert cluster.schema_version() == 42
+    assert_safe_and_intact(cluster)
+
+
+def test_second_run_changes_nothing(cluster):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
+                              log=cluster.dir / "run-idempotent.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert result.changed() == 0, result.recap()
+    assert "nothing to do, every node already runs it and serves" in result.output

@@ -1,0 +1,130 @@
+"""Faults in the middle of a Package Manager rolling upgrade: a node killed during its install, PostgreSQL restarted
+while the first batch comes online. Each: the run stops with a clear message (or rides the fault out), no node
+serves with a binary older than the schema, no data is lost, and a re-run finishes.
+"""
+
+import subprocess
+import time
+
+import pytest
+
+from tests.lab.cluster import Cluster
+
+pytestmark = pytest.mark.lab
+
+REPO_NAME = "fault-canary"
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, debs):
+    cluster = Cluster(lab, "package_manager", nodes=2)
+    cluster.up()
+    return cluster
+
+
+def write_canary(cluster):
+    cluster.nodes[0].exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=%s'" % REPO_NAME)
+    cluster.nodes[0].exec("curl -fsS -X PUT --data-binary canary "
+                          "http://127.0.0.1:4242/__emulator__/data/canary/fault.txt")
+
+
+def assert_safe_and_intact(cluster):
+    assert cluster.serving_nodes_older_than_schema() == []
+    assert REPO_NAME in cluster.psql("rstudio_pm", "SELECT name FROM repos").split()
+    assert cluster.nodes[1].read_file("/srv/shared/rstudio-pm/canary/fault.txt") == "canary"
+
+
+def start_upgrade(cluster, log_name):
+    """The upgrade in the background; returns the Popen (stdout to the log file)."""
+    log = open(cluster.dir / log_name, "w")
+    args = [str(cluster_bin("ansible-playbook")), "-i", str(cluster.inventory),
+            str(cluster_playbook("rolling_upgrade.yml")), "-e", _json(cluster.upgrade_vars())]
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=cluster.env(), text=True), log
+
+
+def cluster_bin(name):
+    from tests.lab.cluster import VENV_BIN
+    return VENV_BIN / name
+
+
+def cluster_playbook(name):
+    from tests.lab.cluster import REPO
+    return REPO / "playbooks" / name
+
+
+def _json(value):
+    import json
+    return json.dumps(value)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def finish(proc, log, timeout=1500):
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        log.close()
+    return proc.returncode
+
+
+def rerun(cluster, log_name):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(), log=cluster.dir / log_name)
+    assert result.rc == 0, result.output[-4000:]
+    assert {cluster.installed_version(node) for node in cluster.nodes} == {cluster.new_version}
+    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
+    assert set(cluster.lb_status().values()) == {"UP"}
+    assert cluster.schema_version() == 42
+
+
+def test_node_killed_during_its_install(cluster):
+    write_canary(cluster)
+    first, second = cluster.nodes
+    proc, log = start_upgrade(cluster, "run-kill.log")
+    # The first batch (first node) goes offline, then installs: kill it as soon as dpkg starts on it.
+    wait_for(lambda: first.exec("pgrep -x dpkg", check=False).returncode == 0 or proc.poll() is not None,
+             timeout=900, what="dpkg to start on %s" % first.name)
+    assert proc.poll() is None, (cluster.dir / "run-kill.log").read_text()[-3000:]
+    first.kill()
+    rc = finish(proc, log)
+    output = (cluster.dir / "run-kill.log").read_text()
+    assert rc != 0
+    assert "fatal: [%s]: UNREACHABLE!" % cluster.hosts()[0] in output
+    assert "first batch out of service and upgraded while the others serve" in output
+    # The other node was never touched: it still serves the old version, and the schema did not move.
+    assert cluster.health(second) == 200
+    assert cluster.installed_version(second) == cluster.old_version
+    assert cluster.schema_version() == 41
+
+    first.start()
+    first.wait_for_systemd(timeout=120)
+    assert_safe_and_intact(cluster)
+    rerun(cluster, "run-kill-rerun.log")
+    assert_safe_and_intact(cluster)
+
+
+def test_database_restarted_while_the_first_batch_comes_online(cluster):
+    cluster.reset()
+    write_canary(cluster)
+    first = cluster.nodes[0]
+    proc, log = start_upgrade(cluster, "run-db.log")
+    wait_for(lambda: "Migrating the database schema" in cluster.node(first.name).journal("rstudio-pm", 50)
+             or proc.poll() is not None, timeout=900, what="the schema migration to start")
+    # Not vacuous: the playbook is still waiting for the first batch when the database goes away.
+    assert proc.poll() is None, (cluster.dir / "run-db.log").read_text()[-3000:]
+    cluster.db.exec("systemctl restart postgresql@15-main")
+    rc = finish(proc, log)
+    output = (cluster.dir / "run-db.log").read_text()
+    if rc != 0:
+        # Stopped: the message names the step and the node, and tells to run again.
+        assert "stopped in step" in output
+        assert "run the same command again" in output
+    assert_safe_and_intact(cluster)
+    rerun(cluster, "run-db-rerun.log")
+    assert_safe_and_intact(cluster)
