@@ -43,7 +43,7 @@ FAULTS = {
     "wrong uid": dict(
         node=NODES[2] if NODES else None,
         inject=lambda n: (_backup(n, "/etc/passwd"),
-                          host(n).check_output("sed -i 's/^%s:x:%d:/%s:x:%d:/' /etc/passwd", USER, UID, USER, UID + 777)),
+                          host(n).check_output("sed -i %s /etc/passwd", "s/^%s:x:%d:/%s:x:%d:/" % (USER, UID, USER, UID + 777))),
         revert=lambda n: _restore(n, "/etc/passwd"),
         label="[uid/gid mismatch]", fix="usermod -u %d %s" % (UID, USER), playbook="preflight.yml"),
     "unshared directory": dict(
