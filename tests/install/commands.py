@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -32,3 +33,18 @@ def describe(process):
     """Command, exit code and output of a finished process, for assertion messages."""
     return 'command: %s\nrc: %s\nstdout:\n%s\nstderr:\n%s' % (
         ' '.join(str(part) for part in process.args), process.returncode, process.stdout, process.stderr)
+
+
+def collection_source():
+    """Root of the collection source under test and its files (relative paths).
+
+    scripts/checks passes its copy of the tracked files in POSITOPS_CHECKS_COLLECTION; otherwise it is the
+    repository, restricted to the files git tracks (untracked work in progress is not part of the collection).
+    """
+    given = os.environ.get('POSITOPS_CHECKS_COLLECTION')
+    if given:
+        root = pathlib.Path(given)
+        return root, {str(path.relative_to(root)) for path in root.rglob('*') if path.is_file()}
+    listing = run(['git', 'ls-files', '-z'], cwd=REPO)
+    assert listing.returncode == 0, describe(listing)
+    return REPO, {name for name in listing.stdout.split('\0') if name and (REPO / name).exists()}

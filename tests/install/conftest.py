@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import os
-import pathlib
 import shutil
 import tarfile
 
 import pytest
 import yaml
 
-from .commands import BIN, REPO, describe, run, tool
+from .commands import BIN, REPO, collection_source, describe, run, tool
 
 
 @pytest.fixture(scope='session')
@@ -34,19 +33,14 @@ def galaxy():
 @pytest.fixture(scope='session')
 def staged_collection(tmp_path_factory, galaxy):
     """Root of a clean copy of the collection, at .../ansible_collections/<namespace>/<name>."""
-    given = os.environ.get('POSITOPS_CHECKS_COLLECTION')
-    if given:
-        return pathlib.Path(given)
+    source, files = collection_source()
+    if source != REPO:
+        return source
     root = tmp_path_factory.mktemp('staged') / 'ansible_collections' / galaxy['namespace'] / galaxy['name']
-    listing = run(['git', 'ls-files', '-z'], cwd=REPO)
-    assert listing.returncode == 0, describe(listing)
-    for relative in filter(None, listing.stdout.split('\0')):
-        source = REPO / relative
-        if not source.exists():  # tracked but deleted in the work tree
-            continue
+    for relative in sorted(files):
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target, follow_symlinks=False)
+        shutil.copy2(REPO / relative, target, follow_symlinks=False)
     return root
 
 
