@@ -1,0 +1,107 @@
+"""Single node to HA, database step: a Package Manager node and a Connect node built on SQLite are moved to
+PostgreSQL by playbooks/migrate_database.yml (the product's own migrate tool, proved by db_migrate verify); what
+they served before is served after, the SQLite file is backed up, and a second run changes nothing.
+"""
+
+import json
+import time
+
+import pytest
+
+from tests.lab.cluster import Cluster
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def labs(lab, debs):
+    """One lab: PostgreSQL, a package server, pm1 (Package Manager) and rsc1 (Connect), both on SQLite."""
+    pm = Cluster(lab, "package_manager", nodes=1, load_balancer=False)
+    connect = Cluster(lab, "connect", nodes=1, load_balancer=False)
+    pm.start_containers()
+    shared = lab.volume("shared")
+    for name in connect.node_names:
+        connect.write_tuning(lab.start_node(name, volumes={shared: "/srv/shared"}))
+    pm.write_inventory()
+    inventory = json.loads((pm.inventory / "hosts.yml").read_text())
+    inventory["all"]["children"]["connect"] = {"hosts": {host: None for host in connect.hosts()}}
+    (pm.inventory / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")
+    # No database host: the roles configure SQLite, as a single node starts out.
+    result = pm.playbook("site.yml", extra_vars={"package_manager_version": pm.new_version,
+                                                 "connect_version": connect.new_version,
+                                                 "package_manager_database_host": "",
+                                                 "connect_database_host": ""},
+                         log=pm.dir / "site.log")
+    assert result.rc == 0, result.output[-4000:]
+    return {"package_manager": pm, "connect": connect}
+
+
+def provider(node, config):
+    return [line.split("=", 1)[1].strip().lower() for line in node.read_file(config).splitlines()
+            if line.strip().lower().startswith("provider")]
+
+
+def test_package_manager_moves_to_postgres_with_its_data(labs):
+    pm = labs["package_manager"]
+    node = pm.nodes[0]
+    assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["sqlite"]
+    node.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=migrated-canary'")
+    before = node.output("curl -fsS http://127.0.0.1:4242/__api__/repos")
+    assert "migrated-canary" in before
+
+    result = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager"},
+                         log=pm.dir / "migrate-pm.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert "Migrating" in result.output or "/opt/rstudio-pm/bin/migrate" in result.output
+    assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["postgres"]
+    assert pm.health(node) == 200
+    assert node.output("curl -fsS http://127.0.0.1:4242/__api__/repos") == before
+    assert "migrated-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
+    backups = node.output("ls /var/backups/positops").split()
+    assert len(backups) == 1 and backups[0].startswith("rstudio-pm.sqlite.20"), backups
+    assert "migrated-canary" in node.output("sqlite3 /var/backups/positops/%s 'SELECT name FROM repos'" % backups[0])
+    print("package manager migration: %.1f s" % result.seconds)
+
+    again = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager"},
+                        log=pm.dir / "migrate-pm-again.log")
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed() == 0, again.recap()
+    assert "already on PostgreSQL" in again.output
+    print("package manager re-run: %.1f s" % again.seconds)
+
+
+def test_connect_moves_to_postgres_with_its_jobs(labs):
+    connect = labs["connect"]
+    node = connect.nodes[0]
+    assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["sqlite"]
+    node.exec("curl -fsS -X POST 'http://127.0.0.1:3939/__emulator__/jobs?name=migrated-report&seconds=0.2'")
+    node.wait_until("curl -fsS http://127.0.0.1:3939/__emulator__/jobs | grep -q '\"state\": \"done\"'", timeout=60)
+    before = node.output("curl -fsS http://127.0.0.1:3939/__emulator__/jobs")
+
+    # Refused while PostgreSQL already holds a table, naming the way out; the node keeps serving on SQLite.
+    connect.psql("rstudio_connect", "CREATE TABLE leftover (id int)")
+    connect.psql("rstudio_connect", "ALTER TABLE leftover OWNER TO rstudio_connect")
+    refused = connect.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "connect"},
+                               log=connect.dir / "migrate-connect-refused.log")
+    assert refused.rc != 0
+    assert "already" in refused.output and "leftover" in refused.output
+    assert "migrate_database_if_exists=truncate" in refused.output
+    assert connect.health(node) == 200
+
+    started = time.monotonic()
+    result = connect.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "connect",
+                                                                  "migrate_database_if_exists": "truncate"},
+                              log=connect.dir / "migrate-connect.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["postgres"]
+    assert connect.health(node) == 200
+    assert node.output("curl -fsS http://127.0.0.1:3939/__emulator__/jobs") == before
+    assert "migrated-report" in connect.psql("rstudio_connect", "SELECT name FROM jobs")
+    assert connect.psql("rstudio_connect", "SELECT to_regclass('leftover')") == ""
+    print("connect migration: %.1f s" % (time.monotonic() - started))
+
+    again = connect.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "connect"},
+                             log=connect.dir / "migrate-connect-again.log")
+    assert again.rc == 0, again.output[-4000:]
+    assert again.changed() == 0, again.recap()
+    assert "already on PostgreSQL" in again.output
