@@ -94,7 +94,7 @@ class Node:
     def read_file(self, path):
         return self.exec("cat %s" % shlex.quote(path)).stdout
 
-    def wait_for_systemd(self, timeout=60):
+    def wait_for_systemd(self, timeout=240):
         """Wait until systemd has finished booting (running or degraded)."""
         deadline = time.monotonic() + timeout
         state = ""
