@@ -153,6 +153,8 @@ def main(argv=None):
     all_results = {}
     for product in args.products.split(","):
         all_results[product] = run_product(product, prefix, sys.stderr)
+        # Each product's figures as soon as they exist (the whole run takes a while).
+        print_table({product: all_results[product]}, sys.stderr)
     print_table(all_results, sys.stdout)
     if args.json:
         with open(args.json, "w") as handle:
