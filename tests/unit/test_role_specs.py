@@ -71,7 +71,7 @@ def walk_options(options, path=""):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_entry_point_is_described(role):
-    entry_points, _, _ = role_files(role)
+    entry_points = role_files(role)[0]
     assert "main" in entry_points, "%s: argument_specs has no 'main' entry point" % role
     for entry_name, entry in entry_points.items():
         assert entry.get("short_description"), "%s: entry point %s has no short_description" % (role, entry_name)
@@ -84,7 +84,7 @@ def test_every_entry_point_is_described(role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_are_declared_and_prefixed(role):
-    entry_points, defaults, _ = role_files(role)
+    entry_points, defaults = role_files(role)[:2]
     options = all_options(entry_points)
     for name in defaults:
         assert name.startswith(role + "_"), "%s: default %s lacks the role prefix %s_" % (role, name, role)
@@ -93,7 +93,7 @@ def test_defaults_are_declared_and_prefixed(role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_spec_defaults_match_defaults_file(role):
-    entry_points, defaults, _ = role_files(role)
+    entry_points, defaults = role_files(role)[:2]
     for name, option in all_options(entry_points).items():
         assert name.startswith(role + "_"), "%s: option %s lacks the role prefix %s_" % (role, name, role)
         if option.get("required"):
@@ -112,7 +112,7 @@ def test_spec_defaults_match_defaults_file(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_satisfy_their_spec(role):
     """Types, choices and element types as Ansible itself validates them at role start."""
-    entry_points, defaults, _ = role_files(role)
+    entry_points, defaults = role_files(role)[:2]
     options = all_options(entry_points)
     literal = {name: value for name, value in defaults.items() if name in options and not is_templated(value)}
     spec = validator_spec({name: options[name] for name in literal})
@@ -126,7 +126,7 @@ def test_defaults_satisfy_their_spec(role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_default_is_commented(role):
-    _, defaults, defaults_path = role_files(role)
+    defaults, defaults_path = role_files(role)[1:]
     lines = defaults_path.read_text(encoding="utf-8").splitlines() if defaults_path.is_file() else []
     for name in defaults:
         index = next(i for i, line in enumerate(lines) if re.match(r"^%s\s*:" % re.escape(name), line))
