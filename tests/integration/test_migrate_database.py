@@ -36,6 +36,16 @@ def labs(lab, debs):
     return {"package_manager": pm, "connect": connect}
 
 
+def task_outcome(output, task):
+    """First word of the result line under ``TASK [task]`` (ok, changed, skipping, fatal)."""
+    section = output.split("TASK [%s]" % task, 1)[1].split("TASK [", 1)[0]
+    for line in section.splitlines():
+        word = line.split(":", 1)[0]
+        if word in ("ok", "changed", "skipping", "fatal"):
+            return word
+    return None
+
+
 def provider(node, config):
     return [line.split("=", 1)[1].strip().lower() for line in node.read_file(config).splitlines()
             if line.strip().lower().startswith("provider")]
@@ -105,3 +115,29 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
     assert again.rc == 0, again.output[-4000:]
     assert again.changed() == 0, again.recap()
     assert "already on PostgreSQL" in again.output
+
+
+def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
+    """migrate_database_method=db_migrate instead of the tool, into a database that already holds the tables."""
+    pm = labs["package_manager"]
+    node = pm.nodes[0]
+    # Back to SQLite by hand (the SQLite file is still there), with a row PostgreSQL does not have.
+    node.exec("sed -i 's/^Provider = postgres/Provider = sqlite/' /etc/rstudio-pm/rstudio-pm.gcfg && "
+              "systemctl restart rstudio-pm")
+    node.wait_until("curl -fsS -o /dev/null http://127.0.0.1:4242/__ping__", timeout=120)
+    node.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=second-canary'")
+    before = node.output("curl -fsS http://127.0.0.1:4242/__api__/repos")
+    assert "second-canary" not in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
+
+    result = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager",
+                                                             "migrate_database_method": "db_migrate",
+                                                             "migrate_database_if_exists": "truncate"},
+                         log=pm.dir / "migrate-pm-db-migrate.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert task_outcome(result.output, "Copy with db_migrate") == "changed"
+    assert task_outcome(result.output, "Run /opt/rstudio-pm/bin/migrate") == "skipping"
+    assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["postgres"]
+    assert node.output("curl -fsS http://127.0.0.1:4242/__api__/repos") == before
+    assert "second-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
+    assert len(node.output("ls /var/backups/positops").split()) == 2
+    print("package manager db_migrate copy: %.1f s" % result.seconds)
