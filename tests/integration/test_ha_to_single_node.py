@@ -57,10 +57,6 @@ def test_moves_to_one_node_with_every_file_and_row(cluster):
     assert "serves alone from %s" % LOCAL_DATA_DIR in result.output
 
 
-@pytest.mark.skip(reason=(
-    "Not verified by the deadline: the refusal and the move tests passed on the lab at 14:18 after the lint change "
-    "(kept node as an add_host group), this idempotent re-run was still running at 14:19 (issue 7). Run the file "
-    "alone and drop this skip once it passes."))
 def test_second_run_changes_nothing(cluster):
     result = cluster.playbook("ha_to_single_node.yml", extra_vars=single_node_vars(cluster),
                               log=cluster.dir / "single-again.log")
