@@ -227,3 +227,37 @@ def test_postgres_database_api_keeps_timestamps_and_percent_signs(postgres_url):
 def test_postgres_unreachable_is_a_clear_error():
     with pytest.raises(dbmod.DatabaseError, match=r"cannot connect to PostgreSQL at postgres://u:\*\*\*\*@"):
         dbmod.connect("postgres://u:secret@127.0.0.1:1/x", connect_timeout=2)
+
+
+def test_nodes_starting_together_on_an_empty_postgres_database_all_start():
+    """Without the schema lock, concurrent CREATE TABLE fails in all but one node (seen in the lab)."""
+    import shutil
+    import tempfile
+
+    from workbench_harness import LocalPostgres
+    base = tempfile.mkdtemp(prefix="positemu-core-race-")
+    server = LocalPostgres(base).start()
+    try:
+        url = "postgres://postgres@127.0.0.1:%d/%s" % (server.port, server.fresh_database("race"))
+        ddl = tuple("CREATE TABLE IF NOT EXISTS t%d (id INTEGER PRIMARY KEY, v TEXT)" % i for i in range(20))
+        outcomes, errors = [], []
+        start = threading.Barrier(4)
+
+        def start_node(number):
+            db = dbmod.connect(url)
+            start.wait()
+            try:
+                outcomes.append(schema.ensure(db, 41, ddl, "node%d" % number, logging.getLogger("race")))
+            except dbmod.DatabaseError as error:
+                errors.append(str(error))
+
+        threads = [threading.Thread(target=start_node, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert sorted(outcomes) == ["created", "current", "current", "current"]
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

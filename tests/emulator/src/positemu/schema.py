@@ -19,6 +19,10 @@ CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
                 "updated_by TEXT)")
 
 
+# Key of the PostgreSQL advisory lock that serialises schema creation between nodes.
+SCHEMA_LOCK_KEY = 4242
+
+
 class SchemaTooNew(Exception):
     def __init__(self, database_version, binary_version):
         self.database_version = database_version
@@ -63,14 +67,21 @@ def ensure(db, binary_version, ddl, by, log, on_migrating=None):
     done: 'created', 'migrated' or 'current'.
     """
     state = check(db, binary_version)
+    if state == "empty":
+        # Nodes installed together start together: without a lock, concurrent CREATE TABLE on one PostgreSQL
+        # database fails in all but one of them. Real servers hold a migration lock; so does this one.
+        with db.transaction():
+            if db.provider == "postgres":
+                db.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+            if read_version(db) is None:
+                create_tables(db, ddl)
+                write_version(db, binary_version, by)
+                log.info("Created the database schema version %d in %s", binary_version, db.describe())
+                return "created"
+        state = check(db, binary_version)
     if state == "current":
         create_tables(db, ddl)
         return "current"
-    if state == "empty":
-        create_tables(db, ddl)
-        write_version(db, binary_version, by)
-        log.info("Created the database schema version %d in %s", binary_version, db.describe())
-        return "created"
     old = read_version(db)
     duration = runtime.seconds("POSITEMU_MIGRATION_SECONDS")
     log.info("Migrating the database schema from version %d to %d (%s)", old, binary_version, db.describe())
