@@ -1,6 +1,6 @@
 """The README's demo: for each product, a lab cluster built by ``positops.ha.site``, then a rolling upgrade.
 
-    python -m tests.lab.demo [--nodes N] [PRODUCT ...]     # default: all three products
+    python -m tests.lab.demo [--nodes N] [PRODUCT ...]     # default: package_manager
     python -m tests.lab.demo --down                        # remove the demo labs
 
 Each product gets its own small lab (prefix ``demo-<product>``: package server, PostgreSQL, HAProxy and N nodes),
@@ -72,11 +72,12 @@ def demo(product, nodes):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("products", nargs="*", metavar="PRODUCT",
-                        help="%s (default: all)" % " | ".join(sorted(PRODUCTS)))
+                        help="%s (default: package_manager)" % " | ".join(sorted(PRODUCTS)))
     parser.add_argument("--nodes", type=int, default=3, help="nodes per product (default 3)")
     parser.add_argument("--down", action="store_true", help="remove the demo labs and exit")
     args = parser.parse_args(argv)
-    products = args.products or ["package_manager", "connect", "workbench"]
+    # Package Manager shows the richest procedure (batches, offline/online, migration window); the others on request.
+    products = args.products or ["package_manager"]
     unknown = sorted(set(products) - set(PRODUCTS))
     if unknown:
         parser.error("unknown product(s) %s: choose from %s" % (", ".join(unknown), ", ".join(sorted(PRODUCTS))))
