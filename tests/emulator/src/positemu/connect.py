@@ -536,18 +536,7 @@ def _migrate(settings, out):
         raise UsageError("the PostgreSQL database (%s) already holds Connect data (schema %d): migrate into an "
                          "empty database" % (target.describe(), target_version))
     out.write("Migrating %s to %s\n" % (source.describe(), target.describe()))
-    with target.transaction():
-        target.execute(schema.CREATE_TABLE)
-        schema.create_tables(target, DDL)
-        for table in TABLES:
-            if not source.table_exists(table):
-                continue
-            columns = source.columns(table)
-            rows = source.query("SELECT %s FROM %s" % (", ".join(columns), table))
-            for row in rows:
-                target.execute("INSERT INTO %s (%s) VALUES (%s)"
-                               % (table, ", ".join(columns), ", ".join("?" for _ in columns)), row)
-            out.write("  %s: %d row(s)\n" % (table, len(rows)))
+    schema.copy_database(source, target, DDL, TABLES, out)
     out.write("Migration complete. Set [Database] Provider = Postgres in %s, then start rstudio-connect.\n"
               % settings.path)
     return 0

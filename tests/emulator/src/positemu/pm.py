@@ -656,18 +656,7 @@ def _migrate(settings, source_provider, target_provider, out):
         raise UsageError("the destination database (%s) already holds Package Manager data (schema %d): "
                          "migrate into an empty database" % (target.describe(), target_version))
     out.write("Migrating %s to %s\n" % (source.describe(), target.describe()))
-    with target.transaction():
-        target.execute(schema.CREATE_TABLE)
-        schema.create_tables(target, DDL)
-        for table in TABLES:
-            if not source.table_exists(table):
-                continue
-            columns = source.columns(table)
-            rows = source.query("SELECT %s FROM %s" % (", ".join(columns), table))
-            placeholders = ", ".join("?" for _ in columns)
-            for row in rows:
-                target.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), placeholders), row)
-            out.write("  %s: %d row(s)\n" % (table, len(rows)))
+    schema.copy_database(source, target, DDL, TABLES, out)
     out.write("Migration complete. Set [Database] Provider = %s in %s, then start rstudio-pm.\n"
               % (target_provider, settings.path))
     return 0

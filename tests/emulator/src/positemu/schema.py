@@ -50,6 +50,22 @@ def create_tables(db, ddl):
         db.execute(statement)
 
 
+def copy_database(source, target, ddl, tables, out):
+    """The products' ``migrate`` tools: create the schema in ``target`` and copy every table, in one transaction."""
+    with target.transaction():
+        target.execute(CREATE_TABLE)
+        create_tables(target, ddl)
+        for table in tables:
+            if not source.table_exists(table):
+                continue
+            columns = source.columns(table)
+            rows = source.query("SELECT %s FROM %s" % (", ".join(columns), table))
+            placeholders = ", ".join("?" for _ in columns)
+            for row in rows:
+                target.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), placeholders), row)
+            out.write("  %s: %d row(s)\n" % (table, len(rows)))
+
+
 def check(db, binary_version):
     """'empty', 'current', 'older' (binary must migrate) or raise SchemaTooNew."""
     current = read_version(db)
