@@ -1,14 +1,17 @@
 """Local tests of the Package Manager emulator: daemons from the unpacked .debs on loopback, SQLite in tmp."""
 
 import json
+import shutil
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
 from emulator_harness import Process, env_with, free_port, http, wait_http
+from workbench_harness import LocalPostgres
 
 OLD, NEW = "2023.08.4-20", "2023.12.0-13"
 
@@ -224,6 +227,43 @@ def test_rolling_upgrade_migrates_on_online_and_old_nodes_shut_down(cluster, unp
     again = two.start()
     assert again.wait_exit() == 1
     assert "Refusing to start" in again.log()
+
+
+@pytest.fixture
+def postgres():
+    # Not under pytest's tmp dir: that is private to root and the postgres user must reach its data directory.
+    base = tempfile.mkdtemp(prefix="positemu-pm-pg-")
+    server = LocalPostgres(base).start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_online_retries_a_migration_the_database_restart_broke(cluster, unpacked, postgres):
+    url = "postgres://postgres@127.0.0.1:%d/%s" % (postgres.port, postgres.fresh_database("pm_retry"))
+    node = cluster("pm1")
+    node.config.write_text(node.config.read_text().replace("Provider = sqlite", "Provider = postgres")
+                           + "[Postgres]\nURL = %s\n" % url)
+    node.start()
+    wait_http(node.url + "/__ping__")
+    assert node.rspm("cluster", "offline", "--nodes=pm1").returncode == 0
+    node.process.stop()
+    node.env["POSITEMU_MIGRATION_SECONDS"] = "4"
+    node.start(unpacked[("rstudio-pm", NEW)])
+    node.process.wait_log("starts offline")
+    online = subprocess.Popen([node.bin("rspm"), "--config", str(node.config), "cluster", "online", "--nodes=pm1",
+                               "--timeout=30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=node.env)
+    node.process.wait_log("Migrating the database schema from version 41 to 42")
+    postgres.pause()  # down until the migration has failed: its connection broke before the version was written
+    node.process.wait_log("cannot go online, the database failed", timeout=20)
+    postgres.resume()
+    online.communicate(timeout=60)
+    # Online is still requested: the daemon migrates again once the database answers, without a restart.
+    result = node.rspm("cluster", "online", "--nodes=pm1", "--timeout=30")
+    assert result.returncode == 0, result.stderr
+    assert listing(result)[0] == ["pm1", NEW, "online"]
+    assert json.loads(http(node.url + "/__api__/status")[1])["schema"] == 42
 
 
 def test_online_with_invalid_config_stays_offline(cluster):

@@ -68,10 +68,18 @@ class LocalPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres", "postgres")
         self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self.resume()
+
+    def resume(self):
+        """Start the server again (after pause)."""
         self._as_postgres("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.base / "log"), "-o",
                           "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.base),
                           "start")
         return self
+
+    def pause(self):
+        """Stop the server, keeping its data (resume starts it again): an outage longer than a restart."""
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
 
     def restart(self):
         # -l: the server must not inherit our captured stdout, or pg_ctl's caller would wait for it forever.

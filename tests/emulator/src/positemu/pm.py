@@ -320,6 +320,14 @@ class Daemon:
         except schema.SchemaTooNew as error:
             self.shutdown_for_schema(error)
             return False
+        except dbmod.DatabaseError as error:
+            if initial:  # at start-up the server does not start at all
+                raise
+            # The version is written in one transaction at the end, so a lost database leaves the old schema.
+            # The node stays offline and the daemon's poll tries again while online is still requested.
+            self._set_state("offline")
+            self.log.error("Error: cannot go online, the database failed: %s. Retrying.", error)
+            return False
         self._set_state("online")
         self._record_mode("online")
         self.log.info("Node %s is online (version %s, schema %d)", self.settings.hostname, self.info["version"],
