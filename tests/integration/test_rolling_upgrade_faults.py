@@ -109,13 +109,6 @@ def test_node_killed_during_its_install(cluster):
     assert_safe_and_intact(cluster)
 
 
-@pytest.mark.skip(reason=(
-    "Unresolved: after PostgreSQL restarts during the first batch's migration the run stops correctly in step "
-    "'first' (rspm cluster online: 'postgres: consuming input failed'), but the resume run then hangs in "
-    "'Bring the node online in the cluster' (rspm cluster online, 600 s timeout): the upgraded node's daemon "
-    "logged 'Cannot reach the database: cannot reconnect' at the restart and nothing after, staying offline "
-    "although PostgreSQL is back. The resume does not restart a running-but-disconnected node; not fixed by "
-    "the 14:15 deadline (issue 7)."))
 def test_database_restarted_while_the_first_batch_comes_online(cluster):
     cluster.reset()
     write_canary(cluster)
