@@ -11,7 +11,7 @@ schema, the checksums and the copied rows come from the same snapshot.
 
 Verification compares, per table, the row count and a checksum made of per-column aggregates that SQLite and
 PostgreSQL compute the same way: non-NULL counts; for integers and booleans the sum of the values modulo a prime;
-for text the sums of the lengths and of the first and last characters' code points; for blobs the sum of lengths;
+for text the sums of the lengths and of the first and second characters' code points; for blobs the sum of lengths;
 for timestamps and dates the sum of epoch seconds or days; for floating point and numeric values the sum, compared
 with a relative tolerance because the two engines add in different precision.
 """
@@ -26,6 +26,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import queue
 import re
 import sqlite3
 import time
@@ -333,6 +334,12 @@ def select_tables(tables, wanted):
 # Source statistics: checksums and storage classes in one scan per table
 
 
+# Whole epoch seconds of a SQLite date/time text: unixepoch() (SQLite 3.38+) gives the same value as strftime('%s')
+# about four times faster (measured on the benchmark's timestamps).
+EPOCH_SECONDS = ("unixepoch(%s)" if sqlite3.sqlite_version_info >= (3, 38, 0)
+                 else "CAST(strftime('%%s', %s) AS INTEGER)")
+
+
 def source_checksum_terms(column, family):
     """SQLite aggregate expressions of a column's checksum for a PostgreSQL type family."""
     ref = sqlite_quote(column.name)
@@ -340,21 +347,24 @@ def source_checksum_terms(column, family):
     if family == "integer":
         terms.append("sum(CASE WHEN typeof(%s) = 'integer' THEN %s %% %d END)" % (ref, ref, INTEGER_MODULUS))
     elif family == "boolean":
-        terms.append("sum(lower(%s) IN (%s))" % (ref, ", ".join("'%s'" % v for v in TRUTHY)))
+        # Integers (the usual 0/1) skip lower(), which costs a text conversion per value.
+        terms.append("sum(CASE WHEN typeof(%s) = 'integer' THEN %s = 1 ELSE lower(%s) IN (%s) END)"
+                     % (ref, ref, ref, ", ".join("'%s'" % v for v in TRUTHY)))
     elif family in ("real", "numeric"):
         terms.append("total(%s)" % ref)
     elif family == "text":
         terms.append("sum(length(%s))" % ref)
         terms.append("sum(unicode(%s))" % ref)
-        terms.append("sum(unicode(substr(%s, -1)))" % ref)
+        # The second character rather than the last: substr(x, -1) counts every character of every value.
+        terms.append("sum(unicode(substr(%s, 2, 1)))" % ref)
     elif family == "blob":
         terms.append("sum(length(CAST(%s AS BLOB)))" % ref)
     elif family in ("timestamp", "timestamptz"):
         terms.append("sum(CASE WHEN typeof(%s) IN ('integer', 'real') THEN CAST(%s AS INTEGER) "
-                     "ELSE CAST(strftime('%%s', %s) AS INTEGER) END)" % (ref, ref, ref))
+                     "ELSE %s END)" % (ref, ref, EPOCH_SECONDS % ref))
     elif family == "date":
         terms.append("sum(CASE WHEN typeof(%s) IN ('integer', 'real') THEN CAST(%s AS INTEGER) / 86400 "
-                     "ELSE CAST(strftime('%%s', date(%s)) AS INTEGER) / 86400 END)" % (ref, ref, ref))
+                     "ELSE %s / 86400 END)" % (ref, ref, EPOCH_SECONDS % ("date(%s)" % ref)))
     return terms
 
 
@@ -371,7 +381,7 @@ def target_checksum_terms(name, family):
     elif family == "text":
         terms.append(sql.SQL("sum(length({}))").format(ref))
         terms.append(sql.SQL("sum(ascii({}))").format(ref))
-        terms.append(sql.SQL("sum(ascii(right({}, 1)))").format(ref))
+        terms.append(sql.SQL("sum(ascii(substr({}, 2, 1)))").format(ref))
     elif family == "blob":
         terms.append(sql.SQL("sum(length({}))").format(ref))
     elif family in ("timestamp", "timestamptz"):
@@ -1054,38 +1064,21 @@ class Migration:
             self.create_table(cursor, table, schema=staging)
         self.pg.commit()
         copied = dict((t.name, {"rows": 0, "seconds": 0.0}) for t in tables)
-        base = {"src": self.src, "dest": self.dest, "schema": self.schema, "staging": staging,
-                "batch_size": self.batch_size}
-        jobs = []
-        for table in tables:
-            for where, size in self.chunks(table):
-                jobs.append(dict(base, kind="copy", table=table.name, where=where, size=size))
-            known = source_stats.get(table.name)
-            if self.verify and (known is None or known[2] != create_mapping(table).families()):
-                jobs.append(dict(base, kind="checksum", table=table.name, size=0,
-                                 families=create_mapping(table).families()))
-        jobs.sort(key=lambda job: -job["size"])
-        available = [t.name for t in tables]
-        stages = [jobs,
-                  [dict(base, kind="keys", table=t.name) for t in tables],
-                  [dict(base, kind="foreign", table=t.name, available=available) for t in tables if t.foreign_keys]]
-        if self.verify:
-            stages.append([dict(base, kind="target_checksum", table=t.name) for t in tables])
+        jobs = self.parallel_jobs(tables, source_stats, staging)
         # Nothing open may cross the fork: the workers open their own connections.
         self.pg.close()
         self.source.close()
         self.pg = self.source = None
         target_stats = {}
-        for stage in stages:
-            for outcome in self.run_jobs(stage):
-                job = outcome["job"]
-                if job["kind"] == "checksum":
-                    source_stats[job["table"]] = (outcome["rows"], outcome["aggregates"], job["families"])
-                elif job["kind"] == "target_checksum":
-                    target_stats[job["table"]] = outcome["aggregates"]
-                else:
-                    copied[job["table"]]["rows"] += outcome["rows"]
-                    copied[job["table"]]["seconds"] += outcome["seconds"]
+        for outcome in self.run_jobs(jobs):
+            job = outcome["job"]
+            if job["kind"] == "checksum":
+                source_stats[job["table"]] = (outcome["rows"], outcome["aggregates"], job["families"])
+            elif job["kind"] == "target_checksum":
+                target_stats[job["table"]] = outcome["aggregates"]
+            else:
+                copied[job["table"]]["rows"] += outcome["rows"]
+                copied[job["table"]]["seconds"] += outcome["seconds"]
         self.source = open_source(self.src)
         self.pg = self.connect()
         cursor = self.pg.cursor()
@@ -1127,17 +1120,80 @@ class Migration:
         return [(" WHERE _rowid_ BETWEEN %d AND %d" % (start, min(start + step - 1, high)), rows // count)
                 for start in range(low, high + 1, step)]
 
+    def parallel_jobs(self, tables, source_stats, staging):
+        """The work of a parallel load as jobs, each with the ids of the jobs it must wait for ("after").
+
+        A table's keys and target checksum start as soon as its own chunks are in, and its foreign keys as soon as
+        its keys and those of the tables it references exist, rather than after every table: on a few cores the
+        last big table's index build otherwise runs alone while the other workers wait. ``size`` orders the ready
+        jobs: a table's rows plus those of the tables whose foreign keys wait for its keys, so parents and big
+        tables go first; the source checksums, which nothing waits for, fill the gaps at the end.
+        """
+        base = {"src": self.src, "dest": self.dest, "schema": self.schema, "staging": staging,
+                "batch_size": self.batch_size}
+        chunks = dict((t.name, self.chunks(t)) for t in tables)
+        rows = dict((name, sum(size for _where, size in parts)) for name, parts in chunks.items())
+        weight = dict(rows)
+        for table in tables:
+            for parent in set(fk["table"] for fk in table.foreign_keys):
+                if parent in weight and parent != table.name:
+                    weight[parent] += rows[table.name]
+        jobs, keys = [], {}
+
+        def add(**fields):
+            jobs.append(dict(base, id=len(jobs), **fields))
+            return len(jobs) - 1
+
+        for table in tables:
+            copies = [add(kind="copy", table=table.name, where=where, size=weight[table.name], after=[])
+                      for where, _rows in chunks[table.name]]
+            known = source_stats.get(table.name)
+            if self.verify and (known is None or known[2] != create_mapping(table).families()):
+                add(kind="checksum", table=table.name, size=0, after=[], families=create_mapping(table).families())
+            # Finishing a table before copying more of the others shortens the chain to the foreign keys.
+            keys[table.name] = add(kind="keys", table=table.name, size=weight[table.name] + 1, after=copies)
+            if self.verify:
+                add(kind="target_checksum", table=table.name, size=rows[table.name], after=copies)
+        available = [t.name for t in tables]
+        for table in tables:
+            if table.foreign_keys:
+                parents = [keys[fk["table"]] for fk in table.foreign_keys if fk["table"] in keys]
+                add(kind="foreign", table=table.name, available=available, size=weight[table.name] + 1,
+                    after=sorted(set([keys[table.name]] + parents)))
+        return jobs
+
     def run_jobs(self, jobs):
+        """Run the jobs in worker processes, at most ``workers`` at a time, each once its "after" jobs are done.
+
+        Returns the outcomes in the order they finished; the first failure stops the other jobs (their work is
+        staged only) and is raised.
+        """
         if not jobs:
             return []
         context = multiprocessing.get_context("fork")
         pool = context.Pool(min(self.workers, len(jobs)), initializer=die_with_parent)
-        outcomes = []
+        finished = queue.Queue()
+        pending = sorted(jobs, key=lambda job: -job["size"])
+        done, outcomes, running = set(), [], 0
         try:
-            for outcome in pool.imap_unordered(run_job, jobs):
+            while pending or running:
+                ready = [job for job in pending if set(job["after"]) <= done]
+                for job in ready[:max(0, self.workers - running)]:
+                    pending.remove(job)
+                    running += 1
+                    pool.apply_async(run_job, (job,), callback=finished.put,
+                                     error_callback=lambda error, job=job: finished.put(
+                                         {"ok": False, "job": job, "error": "table %s: %s: %s" % (
+                                             job["table"], type(error).__name__, mask(error, self.secrets))}))
+                if not running:
+                    raise MigrationError("internal error: jobs %s wait for jobs that never run"
+                                         % ", ".join(str(job["id"]) for job in pending))
+                outcome = finished.get()
+                running -= 1
                 outcomes.append(outcome)
                 if not outcome["ok"]:
                     break  # the other jobs' work is staged only: stop them
+                done.add(outcome["job"]["id"])
         finally:
             pool.terminate()
             pool.join()

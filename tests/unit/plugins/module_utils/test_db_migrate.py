@@ -205,11 +205,20 @@ def test_keys_indexes_foreign_keys_and_quoted_identifiers(tmp_path, dest, worker
                                     "last_value": 9},
                                    {"table": "note", "column": "id", "sequence": "public.note_id_seq",
                                     "last_value": 2}]
-    # Indexes and constraints come after the data: every COPY precedes the first ALTER TABLE.
+    # Indexes and constraints come after the data: each table's COPY precedes its first key, index or foreign key,
+    # and a foreign key also waits for the keys of the table it references.
     statements = result["statements"]
-    last_copy = max(i for i, s in enumerate(statements) if s.startswith("COPY"))
-    first_key = min(i for i, s in enumerate(statements) if s.startswith(("ALTER", "CREATE INDEX", "CREATE UNIQUE")))
-    assert last_copy < first_key
+
+    def first(prefixes, table):
+        return min(i for i, s in enumerate(statements) if s.startswith(prefixes) and table in s.split(" (")[0])
+
+    def last(prefixes, table):
+        return max(i for i, s in enumerate(statements) if s.startswith(prefixes) and table in s.split(" (")[0])
+
+    for table in ('"User"', '"order"', '"note"'):
+        assert last(("COPY",), table) < first(("ALTER", "CREATE INDEX", "CREATE UNIQUE"), table)
+    assert first(('ALTER TABLE "public"."order" ADD PRIMARY',), '"order"') < first(
+        ('ALTER TABLE "public"."note" ADD FOREIGN',), '"note"')
     if workers == 1:  # one transaction: the tables are new in it, so COPY can freeze the rows
         assert 'COPY "public"."order" ("from", "line no", "qty") FROM STDIN (FORMAT BINARY, FREEZE)' in statements
     else:  # staged: several connections, then one swap transaction
@@ -354,6 +363,33 @@ def test_verify_mode_compares_only(tmp_path, dest):
     assert result["verification"]["ok"] is False
     assert [n for n, e in result["verification"]["tables"].items() if not e["match"]] == ["User"]
     assert result["statements"] == []
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE t SET label = 'aXc' WHERE id = 1",  # the second character, same length
+    "UPDATE t SET label = 'Xbcd' WHERE id = 2",
+    "UPDATE t SET at = at + interval '1 second' WHERE id = 1",
+    "UPDATE t SET flag = NOT flag WHERE id = 2",
+])
+def test_verification_catches_a_single_changed_value(tmp_path, dest, change):
+    src = make_source(tmp_path / "one.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, at DATETIME, "
+                                           "flag BOOLEAN)",
+                      [("INSERT INTO t VALUES (?, ?, ?, ?)", [(1, "abc", "2023-05-06 07:08:09.123456", 1),
+                                                              (2, "abcd", "1969-12-31 23:59:59.5", "false")])])
+    migrate(src, dest)
+    assert Migration(src, dest).run("verify")["verification"]["ok"] is True
+    with psycopg.connect(dest) as connection:
+        connection.execute(change)
+    assert Migration(src, dest).run("verify")["verification"]["tables"]["t"]["match"] is False
+
+
+def test_epoch_seconds_expression_agrees_with_strftime():
+    connection = sqlite3.connect(":memory:")
+    for value in ("2023-05-06 07:08:09.999", "1969-12-31 23:59:59.5", "2020-01-01T10:00:00Z",
+                  "2020-01-01 10:00:00+02:00", "2020-01-01", "not a date", 1234.5):
+        fast, reference = connection.execute("SELECT %s, CAST(strftime('%%s', ?) AS INTEGER)"
+                                             % (db_migrate.EPOCH_SECONDS % "?"), (value, value)).fetchone()
+        assert fast == reference, value
 
 
 # ---- loading into the product's own schema ------------------------------------------------------------------------
