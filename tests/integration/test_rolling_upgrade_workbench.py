@@ -1,0 +1,46 @@
+"""Rolling upgrade of a 2-node Workbench cluster behind HAProxy (its own lab, so it runs beside the Package Manager
+modules): every node must run the same version, so every node leaves service before any is upgraded; afterwards
+both serve the new version on the migrated schema, the load balancer has both back, and a second run changes
+nothing.
+"""
+
+import pytest
+
+from tests.lab.cluster import Cluster
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, debs):
+    cluster = Cluster(lab, "workbench", nodes=2)
+    cluster.up()
+    return cluster
+
+
+def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
+    first, second = cluster.hosts()
+    assert cluster.schema_version() == cluster.spec["schemas"][cluster.old_version]
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
+                              log=cluster.dir / "run-workbench.log")
+    assert result.rc == 0, result.output[-4000:]
+    # None is upgraded while another serves: the plan puts both out of service together, the first back first.
+    assert ("upgraded while the others serve: none; out of service together: %s, %s; "
+            "first back (schema migration): %s" % (first, second, first)) in result.output
+    assert {node.name: cluster.installed_version(node) for node in cluster.nodes} == {
+        node.name: cluster.new_version for node in cluster.nodes}
+    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
+    assert set(cluster.lb_status().values()) == {"UP"}
+    assert cluster.schema_version() == cluster.spec["schemas"][cluster.new_version]
+    assert cluster.serving_nodes_older_than_schema() == []
+    # Workbench's own view: both nodes Online in list-nodes.
+    listing = cluster.nodes[0].output("rstudio-server list-nodes")
+    assert [line.split()[4] for line in listing.splitlines()[1:]] == ["Online", "Online"], listing
+
+
+def test_second_run_changes_nothing(cluster):
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
+                              log=cluster.dir / "run-workbench-again.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert result.changed() == 0, result.recap()
+    assert "nothing to do, every node already runs it and serves" in result.output
