@@ -2,8 +2,10 @@
 binaries run as plain processes on loopback with SQLite in tmp dirs (helpers in emulator_harness.py)."""
 
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -37,3 +39,16 @@ def processes():
     yield started
     for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A loopback PostgreSQL server (initdb in a temporary directory) for the tests of one module."""
+    from workbench_harness import LocalPostgres
+
+    # Not under pytest's tmp dir: that is private to root and the postgres user must reach its data directory.
+    base = tempfile.mkdtemp(prefix="positemu-pg-")
+    server = LocalPostgres(base).start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)

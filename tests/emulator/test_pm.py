@@ -1,17 +1,14 @@
 """Local tests of the Package Manager emulator: daemons from the unpacked .debs on loopback, SQLite in tmp."""
 
 import json
-import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
 from emulator_harness import Process, env_with, free_port, http, wait_http
-from workbench_harness import LocalPostgres
 
 OLD, NEW = "2023.08.4-20", "2023.12.0-13"
 
@@ -227,16 +224,6 @@ def test_rolling_upgrade_migrates_on_online_and_old_nodes_shut_down(cluster, unp
     again = two.start()
     assert again.wait_exit() == 1
     assert "Refusing to start" in again.log()
-
-
-@pytest.fixture
-def postgres():
-    # Not under pytest's tmp dir: that is private to root and the postgres user must reach its data directory.
-    base = tempfile.mkdtemp(prefix="positemu-pm-pg-")
-    server = LocalPostgres(base).start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_online_retries_a_migration_the_database_restart_broke(cluster, unpacked, postgres):

@@ -3,11 +3,9 @@ processes — SQLite for a single node, a PostgreSQL on loopback for load balanc
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +14,7 @@ import pytest
 
 from positemu import workbench
 from positemu import workbench_config as wconfig
-from workbench_harness import SRC, KEY, NEW, OLD, LocalNode, LocalPostgres, free_port, parse_list_nodes, wait_for
+from workbench_harness import SRC, KEY, NEW, OLD, LocalNode, free_port, parse_list_nodes, wait_for
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -202,16 +200,6 @@ def test_sqlite_schema_migrates_and_old_binary_stops(tmp_path):
 
 
 # -- load balancing against a loopback PostgreSQL ---------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def postgres():
-    # Not under pytest's tmp dir: that is private to root and the postgres user must reach its data directory.
-    base = tempfile.mkdtemp(prefix="positemu-wb-pg-")
-    server = LocalPostgres(base).start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
 
 @pytest.fixture
 def cluster(postgres, tmp_path, request):
