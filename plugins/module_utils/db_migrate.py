@@ -1195,8 +1195,9 @@ class Migration:
                                          {"ok": False, "job": job, "error": "table %s: %s: %s" % (
                                              job["table"], type(error).__name__, mask(error, self.secrets))}))
                 if not running:
-                    raise MigrationError("internal error: jobs %s wait for jobs that never run"
-                                         % ", ".join(str(job["id"]) for job in pending))
+                    raise MigrationError("internal error in db_migrate: jobs %s wait for jobs that never run; dest "
+                                         "is unchanged (the next run drops the staging schema); please report it"
+                                         % ", ".join("%s %s" % (job["kind"], job["table"]) for job in pending))
                 outcome = finished.get()
                 running -= 1
                 outcomes.append(outcome)
