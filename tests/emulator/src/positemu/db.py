@@ -24,6 +24,10 @@ except ImportError:  # only PostgreSQL needs it; SQLite-only nodes work without 
     psycopg = None
 
 
+# Key of the PostgreSQL advisory lock that serialises table and schema creation between nodes.
+DDL_LOCK_KEY = 4242
+
+
 class DatabaseError(Exception):
     pass
 
@@ -156,6 +160,18 @@ class Database:
                     self._run("COMMIT", ())
             finally:
                 self._in_transaction = False
+
+    def create_tables(self, statements):
+        """Run CREATE TABLE IF NOT EXISTS statements, serialised between nodes on PostgreSQL.
+
+        Two sessions creating the same table at once make one fail on a unique index of the catalog (IF NOT
+        EXISTS only sees committed tables), so nodes started together on an empty database hold an advisory lock.
+        """
+        with self.transaction():
+            if self.provider == "postgres":
+                self.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
+            for statement in statements:
+                self.execute(statement)
 
     def close(self):
         with self._lock:

@@ -21,7 +21,7 @@ FIELDS = ("id", "hostname", "version", "mode", "requested_mode", "status", "addr
 
 
 def ensure_table(db):
-    db.execute(DDL)
+    db.create_tables([DDL])
 
 
 def _row_to_dict(row):

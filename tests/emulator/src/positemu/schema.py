@@ -13,14 +13,11 @@ import threading
 import time
 
 from positemu import runtime
+from positemu.db import DDL_LOCK_KEY
 
 CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
                 "id INTEGER PRIMARY KEY, version INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
                 "updated_by TEXT)")
-
-
-# Key of the PostgreSQL advisory lock that serialises schema creation between nodes.
-SCHEMA_LOCK_KEY = 4242
 
 
 class SchemaTooNew(Exception):
@@ -46,8 +43,7 @@ def write_version(db, version, by):
 
 
 def create_tables(db, ddl):
-    for statement in ddl:
-        db.execute(statement)
+    db.create_tables(ddl)
 
 
 def copy_database(source, target, ddl, tables, out):
@@ -88,7 +84,7 @@ def ensure(db, binary_version, ddl, by, log, on_migrating=None):
         # database fails in all but one of them. Real servers hold a migration lock; so does this one.
         with db.transaction():
             if db.provider == "postgres":
-                db.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+                db.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             if read_version(db) is None:
                 create_tables(db, ddl)
                 write_version(db, binary_version, by)
