@@ -192,6 +192,13 @@ class Cluster:
     def version_vars(self, version):
         return {"%s_version" % self.product: version}
 
+    def assert_upgrade_has_nothing_to_do(self, log_name):
+        """Run the rolling upgrade once more: it must succeed, change nothing and say so."""
+        result = self.playbook("rolling_upgrade.yml", extra_vars=self.upgrade_vars(), log=self.dir / log_name)
+        assert result.rc == 0, result.output[-4000:]
+        assert result.changed() == 0, result.recap()
+        assert "nothing to do, every node already runs it and serves" in result.output
+
     def upgrade_vars(self, **extra):
         variables = {"rolling_upgrade_product": self.product}
         variables.update(self.version_vars(self.new_version))
