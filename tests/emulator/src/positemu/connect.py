@@ -410,22 +410,9 @@ class Daemon:
                 self.metrics = None
                 self.log.error("Error: %s", error)
                 return 1
-        try:
-            self.db = open_database(settings)
-            state = schema.check(self.db, self.info["schema"])
-        except dbmod.DatabaseError as error:
-            self.log.error("Error: database: %s", error)
+        state = schema.open_and_serve(self, open_database)
+        if state is None:
             return 1
-        except schema.SchemaTooNew as error:
-            self.log.error("Error: %s. Refusing to start.", error)
-            return 1
-        self.log.info("Using %s (schema %s)", self.db.describe(), state)
-        try:
-            self.server = self._build_server()
-        except OSError as error:
-            self.log.error("Error: cannot listen on %s: %s", settings.listen, error.strerror)
-            return 1
-        self.server.start()
         try:
             self.write_marker()
             try:

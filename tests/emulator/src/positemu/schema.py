@@ -62,6 +62,34 @@ def copy_database(source, target, ddl, tables, out):
             out.write("  %s: %d row(s)\n" % (table, len(rows)))
 
 
+def open_and_serve(daemon, open_database):
+    """The start-up both product daemons share: open the configured database, check its schema, listen on HTTP.
+
+    Sets ``daemon.db`` and ``daemon.server`` (started) and returns the schema state, or logs why it cannot start
+    and returns None.
+    """
+    from positemu import db as dbmod
+
+    settings = daemon.settings
+    try:
+        daemon.db = daemon_db = open_database(settings)
+        state = check(daemon_db, daemon.info["schema"])
+    except dbmod.DatabaseError as error:
+        daemon.log.error("Error: database: %s", error)
+        return None
+    except SchemaTooNew as error:
+        daemon.log.error("Error: %s. Refusing to start.", error)
+        return None
+    daemon.log.info("Using %s (schema %s)", daemon_db.describe(), state)
+    try:
+        daemon.server = daemon._build_server()
+    except OSError as error:
+        daemon.log.error("Error: cannot listen on %s: %s", settings.listen, error.strerror)
+        return None
+    daemon.server.start()
+    return state
+
+
 def check(db, binary_version):
     """'empty', 'current', 'older' (binary must migrate) or raise SchemaTooNew."""
     current = read_version(db)
