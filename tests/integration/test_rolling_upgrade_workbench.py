@@ -27,12 +27,7 @@ def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
     # None is upgraded while another serves: the plan puts both out of service together, the first back first.
     assert ("upgraded while the others serve: none; out of service together: %s, %s; "
             "first back (schema migration): %s" % (first, second, first)) in result.output
-    assert {node.name: cluster.installed_version(node) for node in cluster.nodes} == {
-        node.name: cluster.new_version for node in cluster.nodes}
-    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
-    assert set(cluster.lb_status().values()) == {"UP"}
-    assert cluster.schema_version() == cluster.spec["schemas"][cluster.new_version]
-    assert cluster.serving_nodes_older_than_schema() == []
+    cluster.assert_upgraded_and_serving()
     # Workbench's own view: both nodes Online in list-nodes.
     listing = cluster.nodes[0].output("rstudio-server list-nodes")
     assert [line.split()[4] for line in listing.splitlines()[1:]] == ["Online", "Online"], listing

@@ -199,6 +199,16 @@ class Cluster:
         assert result.changed() == 0, result.recap()
         assert "nothing to do, every node already runs it and serves" in result.output
 
+    def assert_upgraded_and_serving(self):
+        """Every node on the new version and healthy, all UP at the load balancer, the schema migrated, and no node
+        serving with a binary older than the schema."""
+        assert {node.name: self.installed_version(node) for node in self.nodes} == {
+            node.name: self.new_version for node in self.nodes}
+        assert [self.health(node) for node in self.nodes] == [200] * len(self.nodes)
+        assert set(self.lb_status().values()) == {"UP"}
+        assert self.schema_version() == self.spec["schemas"][self.new_version]
+        assert self.serving_nodes_older_than_schema() == []
+
     def upgrade_vars(self, **extra):
         variables = {"rolling_upgrade_product": self.product}
         variables.update(self.version_vars(self.new_version))

@@ -1,0 +1,42 @@
+"""Rolling upgrade of a 2-node Connect cluster behind HAProxy (its own lab, so it runs beside the other modules):
+every node leaves service (out of the pool, stopped), one is upgraded and migrates the schema, then the other;
+content deployed before the upgrade is served by every node after it, and a second run changes nothing.
+"""
+
+import pytest
+
+from tests.lab.cluster import Cluster
+
+pytestmark = pytest.mark.lab
+
+CONTENT = "upgrade-canary"
+BUNDLE = "bundle deployed before the upgrade"
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, debs):
+    cluster = Cluster(lab, "connect", nodes=2)
+    cluster.up()
+    cluster.nodes[0].exec("curl -fsS -X POST --data-binary '%s' 'http://127.0.0.1:3939/__emulator__/content?name=%s'"
+                          % (BUNDLE, CONTENT))
+    return cluster
+
+
+def test_every_node_stops_then_one_migrates_and_the_other_follows(cluster):
+    first, second = cluster.hosts()
+    assert cluster.schema_version() == cluster.spec["schemas"][cluster.old_version]
+    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
+                              log=cluster.dir / "run-connect.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert ("upgraded while the others serve: none; out of service together: %s, %s; "
+            "first back (schema migration): %s" % (first, second, first)) in result.output
+    cluster.assert_upgraded_and_serving()
+    # Only the first node migrated: the other started on the schema it found current.
+    journals = [node.journal(cluster.spec["service"], lines=200) for node in cluster.nodes]
+    assert ["Migrating the database schema" in journal for journal in journals] == [True, False]
+    for node in cluster.nodes:
+        assert node.output("curl -fsS http://127.0.0.1:3939/content/%s/" % CONTENT) == BUNDLE
+
+
+def test_second_run_changes_nothing(cluster):
+    cluster.assert_upgrade_has_nothing_to_do("run-connect-again.log")
