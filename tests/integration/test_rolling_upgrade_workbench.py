@@ -19,14 +19,7 @@ def cluster(lab, debs):
 
 
 def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
-    first, second = cluster.hosts()
-    assert cluster.schema_version() == cluster.spec["schemas"][cluster.old_version]
-    result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(),
-                              log=cluster.dir / "run-workbench.log")
-    assert result.rc == 0, result.output[-4000:]
-    # None is upgraded while another serves: the plan puts both out of service together, the first back first.
-    assert ("upgraded while the others serve: none; out of service together: %s, %s; "
-            "first back (schema migration): %s" % (first, second, first)) in result.output
+    cluster.upgrade_all_out_together("run-workbench.log")
     cluster.assert_upgraded_and_serving()
     # Workbench's own view: both nodes Online in list-nodes.
     listing = cluster.nodes[0].output("rstudio-server list-nodes")

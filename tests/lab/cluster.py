@@ -199,6 +199,17 @@ class Cluster:
         assert result.changed() == 0, result.recap()
         assert "nothing to do, every node already runs it and serves" in result.output
 
+    def upgrade_all_out_together(self, log_name):
+        """Rolling upgrade of a product whose nodes all leave service before any is upgraded (Connect, Workbench):
+        it must succeed and plan exactly that, every node out together and the first one back first."""
+        hosts = self.hosts()
+        assert self.schema_version() == self.spec["schemas"][self.old_version]
+        result = self.playbook("rolling_upgrade.yml", extra_vars=self.upgrade_vars(), log=self.dir / log_name)
+        assert result.rc == 0, result.output[-4000:]
+        assert ("upgraded while the others serve: none; out of service together: %s; first back (schema migration): "
+                "%s" % (", ".join(hosts), hosts[0])) in result.output
+        return result
+
     def assert_upgraded_and_serving(self):
         """Every node on the new version and healthy, all UP at the load balancer, the schema migrated, and no node
         serving with a binary older than the schema."""
