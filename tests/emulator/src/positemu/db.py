@@ -54,6 +54,7 @@ class Database:
         self.target = str(target)
         self._lock = threading.RLock()
         self._in_transaction = False
+        self._created = set()
         if provider == "postgres":
             if psycopg is None:
                 raise DatabaseError("PostgreSQL needs the python3-psycopg package")
@@ -167,11 +168,18 @@ class Database:
         Two sessions creating the same table at once make one fail on a unique index of the catalog (IF NOT
         EXISTS only sees committed tables), so nodes started together on an empty database hold an advisory lock.
         """
+        # Callers ensure their tables on every poll: once created and committed here, a statement is not run again.
+        missing = [statement for statement in statements if statement not in self._created]
+        if not missing:
+            return
+        outermost = not self._in_transaction  # an enclosing transaction may still roll the tables back
         with self.transaction():
             if self.provider == "postgres":
                 self.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
-            for statement in statements:
+            for statement in missing:
                 self.execute(statement)
+        if outermost:
+            self._created.update(missing)
 
     def close(self):
         with self._lock:

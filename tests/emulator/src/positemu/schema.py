@@ -12,6 +12,7 @@ was built for:
 import threading
 import time
 
+from positemu import db as dbmod
 from positemu import runtime
 from positemu.db import DDL_LOCK_KEY
 
@@ -42,15 +43,11 @@ def write_version(db, version, by):
                "updated_by = excluded.updated_by", (version, time.time(), by))
 
 
-def create_tables(db, ddl):
-    db.create_tables(ddl)
-
-
 def copy_database(source, target, ddl, tables, out):
     """The products' ``migrate`` tools: create the schema in ``target`` and copy every table, in one transaction."""
     with target.transaction():
         target.execute(CREATE_TABLE)
-        create_tables(target, ddl)
+        target.create_tables(ddl)
         for table in tables:
             if not source.table_exists(table):
                 continue
@@ -68,8 +65,6 @@ def open_and_serve(daemon, open_database):
     Sets ``daemon.db`` and ``daemon.server`` (started) and returns the schema state, or logs why it cannot start
     and returns None.
     """
-    from positemu import db as dbmod
-
     settings = daemon.settings
     try:
         daemon.db = daemon_db = open_database(settings)
@@ -114,13 +109,13 @@ def ensure(db, binary_version, ddl, by, log, on_migrating=None):
             if db.provider == "postgres":
                 db.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             if read_version(db) is None:
-                create_tables(db, ddl)
+                db.create_tables(ddl)
                 write_version(db, binary_version, by)
                 log.info("Created the database schema version %d in %s", binary_version, db.describe())
                 return "created"
         state = check(db, binary_version)
     if state == "current":
-        create_tables(db, ddl)
+        db.create_tables(ddl)
         return "current"
     old = read_version(db)
     duration = runtime.seconds("POSITEMU_MIGRATION_SECONDS")
@@ -129,7 +124,7 @@ def ensure(db, binary_version, ddl, by, log, on_migrating=None):
         on_migrating(True)
     try:
         time.sleep(duration)
-        create_tables(db, ddl)
+        db.create_tables(ddl)
         # Another node may have finished the same migration meanwhile; never move the version backwards.
         with db.transaction():
             again = read_version(db)
