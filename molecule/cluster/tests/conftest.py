@@ -5,13 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import testinfra.utils.ansible_runner
 import yaml
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-PRODUCT = os.environ.get("POSITOPS_PRODUCT", "workbench")
-NODES = sorted(RUNNER.get_hosts(PRODUCT))
 LB = RUNNER.get_hosts("load_balancer")[0]
 DB = RUNNER.get_hosts("database")[0]
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -53,7 +52,23 @@ PRODUCTS = {
         "shared_dir": "/srv/shared/rstudio-server/shared-storage",
     },
 }
-SPEC = PRODUCTS[PRODUCT]
+
+
+class Product:
+    """One product of the lab: its name, what the lab inventory sets up for it, and its nodes."""
+
+    def __init__(self, name):
+        self.name = name
+        self.spec = PRODUCTS[name]
+        self.nodes = sorted(RUNNER.get_hosts(name))
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(params=sorted(PRODUCTS))
+def product(request):
+    return Product(request.param)
 
 
 def host(name):
@@ -64,13 +79,13 @@ def sha256_of(node, path):
     return host(node).check_output("sha256sum %s | cut -d' ' -f1", path)
 
 
-def config_without_node_keys(node):
+def config_without_node_keys(node, spec):
     """The node's configuration files joined, minus the documented per-node keys: what must be identical."""
     kept = []
-    for path in SPEC["config_files"]:
+    for path in spec["config_files"]:
         for line in host(node).check_output("cat %s", path).splitlines():
             key = line.split("=", 1)[0].strip()
-            if line.strip() and not line.lstrip().startswith(("#", ";")) and key not in SPEC["node_keys"]:
+            if line.strip() and not line.lstrip().startswith(("#", ";")) and key not in spec["node_keys"]:
                 kept.append("%s: %s" % (path, line.strip()))
     return hashlib.sha256("\n".join(kept).encode()).hexdigest()
 

@@ -1,20 +1,18 @@
 """Pre-flight catches each unfit state before any change, naming the node, the check and the fix.
 
-Each case injects one fault on a converged cluster, runs the pre-flight playbook (site.yml for the key case, to
-prove that it stops before its first changing play), checks the failure, and removes the fault again.
+Each case injects one fault into one product's cluster, runs the pre-flight playbook (site.yml for the key case, to
+prove that it stops before its first changing play), checks the failure, and removes the fault again. The faults
+are spread over the three products, so each product's pre-flight meets at least one; the checks themselves are
+shared (product_common), driven by each product's description.
 """
 
 import re
 
 import pytest
 
-from conftest import DB, NODES, PRODUCT, SPEC, host, lab_accounts, run_playbook
+from conftest import DB, Product, host, lab_accounts, run_playbook
 
-USER, GROUP = SPEC["account"]
-UID = lab_accounts()[USER]["uid"]
-DRIFT_LINE = {"package_manager": ("/etc/rstudio-pm/rstudio-pm.gcfg", "[Debug]\nLog = verbose"),
-              "connect": ("/etc/rstudio-connect/rstudio-connect.gcfg", "[Debug]\nLog = verbose"),
-              "workbench": ("/etc/rstudio/rserver.conf", "www-frame-origin=same")}[PRODUCT]
+PM, CONNECT, WORKBENCH = Product("package_manager"), Product("connect"), Product("workbench")
 
 
 def _backup(node, path):
@@ -25,47 +23,56 @@ def _restore(node, path):
     host(node).check_output("mv -f %s.preflight-test %s", path, path)
 
 
+def _renumber(node, user, uid, new_uid):
+    _backup(node, "/etc/passwd")
+    host(node).check_output("sed -i %s /etc/passwd", "s/^%s:x:%d:/%s:x:%d:/" % (user, uid, user, new_uid))
+
+
+def _fault(product, node, inject, revert, label, fix, playbook="preflight.yml"):
+    return dict(product=product, node=node, inject=inject, revert=revert, label=label, fix=fix, playbook=playbook)
+
+
+PM_KEY = PM.spec["keys"][0]
+CONNECT_CONFIG = CONNECT.spec["config_files"][0]
+WB_USER = WORKBENCH.spec["account"][0]
+WB_UID = lab_accounts()[WB_USER]["uid"]
+WB_SHARED = WORKBENCH.spec["shared_dir"]
+
 FAULTS = {
-    "key mismatch": dict(
-        node=NODES[1] if NODES else None,
-        inject=lambda n: (_backup(n, SPEC["keys"][0]),
-                          host(n).check_output("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s",
-                                               SPEC["keys"][0])) if SPEC["keys"] else None,
-        revert=lambda n: _restore(n, SPEC["keys"][0]),
+    "key mismatch": _fault(
+        PM, PM.nodes[1],
+        inject=lambda n: (_backup(n, PM_KEY),
+                          host(n).check_output("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s", PM_KEY)),
+        revert=lambda n: _restore(n, PM_KEY),
         label="[key mismatch]", fix="Fix: give every node the cluster key", playbook="site.yml"),
-    "config drift": dict(
-        node=NODES[2] if NODES else None,
-        inject=lambda n: (_backup(n, DRIFT_LINE[0]),
-                          host(n).check_output("printf '%%s\\n' %s >> %s", DRIFT_LINE[1].replace("\n", "' '"),
-                                               DRIFT_LINE[0])),
-        revert=lambda n: _restore(n, DRIFT_LINE[0]),
-        label="[config drift]", fix="Fix: set the value in the inventory", playbook="preflight.yml"),
-    "wrong uid": dict(
-        node=NODES[2] if NODES else None,
-        inject=lambda n: (_backup(n, "/etc/passwd"),
-                          host(n).check_output("sed -i %s /etc/passwd", "s/^%s:x:%d:/%s:x:%d:/" % (USER, UID, USER, UID + 777))),
+    "config drift": _fault(
+        CONNECT, CONNECT.nodes[2],
+        inject=lambda n: (_backup(n, CONNECT_CONFIG),
+                          host(n).check_output("printf '%%s\\n' '[Debug]' 'Log = verbose' >> %s", CONNECT_CONFIG)),
+        revert=lambda n: _restore(n, CONNECT_CONFIG),
+        label="[config drift]", fix="Fix: set the value in the inventory"),
+    "wrong uid": _fault(
+        WORKBENCH, WORKBENCH.nodes[2],
+        inject=lambda n: _renumber(n, WB_USER, WB_UID, WB_UID + 777),
         revert=lambda n: _restore(n, "/etc/passwd"),
-        label="[uid/gid mismatch]", fix="usermod -u %d %s" % (UID, USER), playbook="preflight.yml"),
-    "unshared directory": dict(
-        node=NODES[1] if NODES else None,
+        label="[uid/gid mismatch]", fix="usermod -u %d %s" % (WB_UID, WB_USER)),
+    "unshared directory": _fault(
+        WORKBENCH, WORKBENCH.nodes[1],
         # A tmpfs over the product's shared directory: the node now sees a local, empty directory.
-        inject=lambda n: host(n).check_output("mount -t tmpfs unshared %s", SPEC["shared_dir"]),
-        revert=lambda n: host(n).check_output("umount %s", SPEC["shared_dir"]),
-        label="[storage not shared]", fix="Fix: mount the shared storage at %s" % SPEC["shared_dir"],
-        playbook="preflight.yml"),
-    "stopped database": dict(
-        node=NODES[0] if NODES else None,
+        inject=lambda n: host(n).check_output("mount -t tmpfs unshared %s", WB_SHARED),
+        revert=lambda n: host(n).check_output("umount %s", WB_SHARED),
+        label="[storage not shared]", fix="Fix: mount the shared storage at %s" % WB_SHARED),
+    "stopped database": _fault(
+        PM, PM.nodes[0],
         inject=lambda n: host(DB).check_output("systemctl stop postgresql"),
         revert=lambda n: host(DB).check_output("systemctl start postgresql"),
-        label="[database unreachable]", fix="Fix: start PostgreSQL", playbook="preflight.yml"),
+        label="[database unreachable]", fix="Fix: start PostgreSQL"),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_preflight_catches_the_fault_before_any_change(fault):
     case = FAULTS[fault]
-    if fault == "key mismatch" and not SPEC["keys"]:
-        pytest.skip("Connect has no key file shared between nodes")
     node = case["node"]
     case["inject"](node)
     try:
@@ -82,11 +89,12 @@ def test_preflight_catches_the_fault_before_any_change(fault):
     recap = re.findall(r"changed=(\d+)", output)
     assert recap and set(recap) == {"0"}, recap
     assert "PLAY [Base of every node" not in output
-    # Only the faulty node fails (database: every product node fails, each naming itself).
+    # Only the faulty node fails. A stopped database fails every node of the first product checked (Package
+    # Manager), each naming itself, and the run stops there.
     failed_nodes = set(re.findall(r"fatal: \[([^\]]+)\]", output)) | set(
         re.findall(r"^(\S+)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=[1-9]", output, re.M))
     if fault == "stopped database":
-        assert failed_nodes == set(NODES), failed_nodes
+        assert failed_nodes == set(case["product"].nodes), failed_nodes
     else:
         assert failed_nodes == {node}, failed_nodes
 
