@@ -28,6 +28,14 @@ def _renumber(node, user, uid, new_uid):
     host(node).check_output("sed -i %s /etc/passwd", "s/^%s:x:%d:/%s:x:%d:/" % (user, uid, user, new_uid))
 
 
+def _shift_clock(node, seconds):
+    """Containers share the host's clock: libfaketime, preloaded into every new process, shifts what they read."""
+    host(node).check_output("dpkg -s libfaketime >/dev/null 2>&1 || (apt-get update -qq && "
+                            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime) >/dev/null")
+    host(node).check_output("echo %s > /etc/faketimerc", "%+d" % seconds)
+    host(node).check_output("dpkg -L libfaketime | grep '/libfaketime.so.1$' > /etc/ld.so.preload")
+
+
 def _fault(product, node, inject, revert, label, fix, playbook="preflight.yml"):
     return dict(product=product, node=node, inject=inject, revert=revert, label=label, fix=fix, playbook=playbook)
 
@@ -62,6 +70,11 @@ FAULTS = {
         inject=lambda n: host(n).check_output("mount -t tmpfs unshared %s", WB_SHARED),
         revert=lambda n: host(n).check_output("umount %s", WB_SHARED),
         label="[storage not shared]", fix="Fix: mount the shared storage at %s" % WB_SHARED),
+    "clock offset": _fault(
+        CONNECT, CONNECT.nodes[0],
+        inject=lambda n: _shift_clock(n, 120),
+        revert=lambda n: host(n).check_output("rm -f /etc/ld.so.preload /etc/faketimerc"),
+        label="[clock offset]", fix="Fix: synchronise the clocks with NTP"),
     "stopped database": _fault(
         PM, PM.nodes[0],
         inject=lambda n: host(DB).check_output("systemctl stop postgresql"),
