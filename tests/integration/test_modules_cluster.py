@@ -284,7 +284,9 @@ def test_wb_timeout_when_the_node_never_comes_online(cluster, ansible):
     assert "Timed out after 3s waiting for Workbench node(s) to be online: rsw3 (ID 3, Offline)." in result["msg"]
     assert 3 <= result["waited"] < 10
     polls = result["commands"].count("/usr/local/bin/stuck-rstudio-server list-nodes")
-    assert 3 <= polls <= 6  # about one poll a second, then the deadline
+    # Polled again after the request, and no busier than about once a second. Fewer polls fit in 3 s under load,
+    # where each `list-nodes` takes longer: the CI run with all three Molecule clusters beside it saw 2.
+    assert 2 <= polls <= result["waited"] + 3
 
 
 def test_wb_delete_refused_while_online_then_deleted_when_stopped(cluster, ansible):
