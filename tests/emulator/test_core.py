@@ -1,6 +1,8 @@
 """Local tests of the emulator's shared core: gcfg parser, database layer, schema versions, nodes, HTTP server."""
 
 import logging
+import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -186,6 +188,33 @@ def test_http_server_routes_and_waits_for_in_flight_requests():
         assert results == [b"done\n"]
     finally:
         server.stop()
+
+
+def test_http_server_is_quiet_when_a_client_hangs_up_before_its_answer(capsys):
+    """HAProxy's health checks close the connection without reading the body: no traceback in the journal."""
+    server = httpd.HttpServer(("127.0.0.1", 0), LOG)
+    release, answered = threading.Event(), threading.Event()
+
+    def slow(_request):
+        release.wait(5)
+        answered.set()
+        return httpd.Response(200, "x" * 65536)
+
+    server.route("GET", "/slow", slow)
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        # Linger 0: close() resets the connection, so the server's write fails as it does behind HAProxy.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        release.set()
+        assert answered.wait(3) and server.wait_idle(3)
+        time.sleep(0.3)
+    finally:
+        server.stop()
+    assert "Traceback" not in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def test_every_node_stops_then_one_migrates_and_the_other_follows(cluster):
     cluster.upgrade_all_out_together("run-connect.log")
     cluster.assert_upgraded_and_serving()
     # Only the first node migrated: the other started on the schema it found current.
-    journals = [node.journal(cluster.spec["service"], lines=200) for node in cluster.nodes]
+    journals = [node.journal(cluster.spec["service"], lines=None) for node in cluster.nodes]
     assert ["Migrating the database schema" in journal for journal in journals] == [True, False]
     for node in cluster.nodes:
         assert node.output("curl -fsS http://127.0.0.1:3939/content/%s/" % CONTENT) == BUNDLE

@@ -112,7 +112,9 @@ class Node:
             shlex.quote(url), shlex.quote(file_name)))
 
     def journal(self, unit, lines=200):
-        return self.output("journalctl -u %s --no-pager -n %d -o cat" % (shlex.quote(unit), lines), check=False)
+        """The unit's last ``lines`` journal lines (all of them with ``lines=None``)."""
+        count = "" if lines is None else " -n %d" % lines
+        return self.output("journalctl -u %s --no-pager%s -o cat" % (shlex.quote(unit), count), check=False)
 
     def wait_until(self, command, timeout=60, interval=0.5):
         """Poll a shell command in the container until it succeeds; return its stdout."""

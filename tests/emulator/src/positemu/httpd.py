@@ -8,11 +8,13 @@
     server.stop()
 
 ``Request`` has ``method``, ``path`` (no query), ``query`` (dict of first values), ``headers``, ``body`` (bytes),
-``client`` (address). A handler raising an exception gives a 500 with the error logged.
+``client`` (address). A handler raising an exception gives a 500 with the error logged; a client hanging up
+before reading its answer is not logged.
 """
 
 import http.server
 import socketserver
+import sys
 import threading
 import time
 import urllib.parse
@@ -40,6 +42,13 @@ class Request:
 class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up before reading the answer (HAProxy closes its health checks this way) is routine
+        # for a server; only anything else deserves socketserver's traceback in the journal.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class HttpServer:
