@@ -1,5 +1,5 @@
 """Faults in the middle of a Package Manager rolling upgrade: a node killed during its install, PostgreSQL restarted
-while the first batch comes online. Each: the run stops with a clear message (or rides the fault out), no node
+while the first batch comes online, a node left needing a reinstall by a kill in its package's prerm. Each: the run stops with a clear message (or rides the fault out), no node
 serves with a binary older than the schema, no data is lost, and a re-run finishes.
 """
 
@@ -128,3 +128,25 @@ def test_database_restarted_while_the_first_batch_comes_online(cluster):
     assert_safe_and_intact(cluster)
     rerun(cluster, "run-db-rerun.log")
     assert_safe_and_intact(cluster)
+
+
+def test_node_left_needing_a_reinstall_by_a_kill_in_its_prerm(cluster):
+    """A node killed while its package's prerm ran is left 'reinstreq half-configured' (seen in CI under load),
+    which dpkg --configure -a refuses: the re-run reinstalls the package from the target .deb it downloaded.
+    The state is forced on the first node of the upgraded cluster, so only that node has work to do."""
+    first = cluster.nodes[0]
+    # What the upgrade does before dpkg runs, then what the prerm did before the kill: offline, service stopped.
+    first.exec("/opt/rstudio-pm/bin/rspm offline")
+    first.exec("systemctl stop rstudio-pm")
+    first.exec("sed -i '/^Package: rstudio-pm$/,/^$/ s/^Status: install ok installed$/Status: install reinstreq "
+               "half-configured/' /var/lib/dpkg/status")
+    assert first.output("dpkg-query --show --showformat='${db:Status-Status}|${db:Status-Eflag}' rstudio-pm") == \
+        "half-configured|reinstreq"
+    assert first.exec("dpkg --configure -a", check=False).returncode != 0
+
+    rerun(cluster, "run-reinstreq.log")
+    output = (cluster.dir / "run-reinstreq.log").read_text()
+    assert "Reinstall a package dpkg marks as needing it" in output
+    assert first.output("dpkg-query --show --showformat='${db:Status-Abbrev}${Version}' rstudio-pm") == \
+        "ii %s" % cluster.new_version
+    assert cluster.serving_nodes_older_than_schema() == []
