@@ -18,6 +18,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 # What the lab inventory (inventories/lab) sets up for each product.
 PRODUCTS = {
     "package_manager": {
+        "database": "rstudio_pm",
+        "lists_nodes": True,
         "account": ("rstudio-pm", "rstudio-pm"),
         "service": "rstudio-pm",
         "port": 4242,
@@ -29,6 +31,9 @@ PRODUCTS = {
         "shared_dir": "/srv/shared/rstudio-pm",
     },
     "connect": {
+        "database": "rstudio_connect",
+        # Connect has no command that lists nodes (cluster_node_info refuses it).
+        "lists_nodes": False,
         "account": ("rstudio-connect", "rstudio-connect"),
         "service": "rstudio-connect",
         "port": 3939,
@@ -40,6 +45,8 @@ PRODUCTS = {
         "shared_dir": "/srv/shared/rstudio-connect",
     },
     "workbench": {
+        "database": "rstudio_workbench",
+        "lists_nodes": True,
         "account": ("rstudio-server", "rstudio-server"),
         "service": "rstudio-server",
         "port": 8787,
@@ -64,6 +71,11 @@ class Product:
 
     def __repr__(self):
         return self.name
+
+
+def products(having=None):
+    """Every product, or those whose spec has a true value for ``having``."""
+    return [Product(name) for name in sorted(PRODUCTS) if having is None or PRODUCTS[name][having]]
 
 
 @pytest.fixture(params=sorted(PRODUCTS))

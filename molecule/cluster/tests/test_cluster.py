@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import PRODUCTS, RUNNER, DB, LB, Product, config_without_node_keys, host, lab_accounts, sha256_of
+from conftest import RUNNER, DB, LB, config_without_node_keys, host, lab_accounts, products, sha256_of
 
 
 def test_the_cluster_has_three_nodes(product):
@@ -55,8 +55,8 @@ def test_per_node_keys_really_differ_where_documented(product):
 
 
 # Connect has no key file to share: its secret key lives on the shared storage.
-@pytest.mark.parametrize("product, path", [(Product(name), path) for name in sorted(PRODUCTS)
-                                           for path in PRODUCTS[name]["keys"]], ids=str)
+@pytest.mark.parametrize("product, path", [(product, path) for product in products() for path in product.spec["keys"]],
+                         ids=str)
 def test_shared_key_is_0600_and_identical(product, path):
     fingerprints = {}
     for node in product.nodes:
@@ -102,8 +102,7 @@ def test_load_balancer_sees_every_node_up_and_serves(product):
 
 
 # Package Manager needs no sticky sessions.
-@pytest.mark.parametrize("product", [Product(name) for name in sorted(PRODUCTS) if PRODUCTS[name]["sticky_cookie"]],
-                         ids=str)
+@pytest.mark.parametrize("product", products(having="sticky_cookie"), ids=str)
 def test_sticky_cookie_is_set_and_keeps_the_client_on_its_node(product):
     lb, spec = host(LB), product.spec
     headers = lb.check_output("curl -s -D - -o /dev/null http://127.0.0.1:%s%s", str(spec["port"]), spec["health"])
@@ -118,8 +117,7 @@ def test_sticky_cookie_is_set_and_keeps_the_client_on_its_node(product):
     assert prefix not in again.lower()
 
 
-# Connect has no command that lists nodes (cluster_node_info refuses it).
-@pytest.mark.parametrize("product", [Product("package_manager"), Product("workbench")], ids=str)
+@pytest.mark.parametrize("product", products(having="lists_nodes"), ids=str)
 def test_every_node_is_listed_online_by_cluster_node_info(product):
     result = RUNNER.run_module(product.nodes[0], "positops.ha.cluster_node_info", "product=%s" % product.name)
     listed = {item["name"]: item["mode"] for item in result["nodes"]}
@@ -129,5 +127,4 @@ def test_every_node_is_listed_online_by_cluster_node_info(product):
 
 def test_database_serves_the_product(product):
     databases = host(DB).check_output("runuser -u postgres -- psql -Atc 'select datname from pg_database'")
-    wanted = {"package_manager": "rstudio_pm", "connect": "rstudio_connect", "workbench": "rstudio_workbench"}
-    assert wanted[product.name] in databases.split()
+    assert product.spec["database"] in databases.split()
