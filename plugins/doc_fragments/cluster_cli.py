@@ -7,7 +7,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # Options shared by the modules that drive a product's cluster CLI
-    # (plugins/module_utils/cluster.py, cluster_argument_spec()).
+    # (plugins/module_utils/_cluster.py, cluster_argument_spec()).
     DOCUMENTATION = r"""
 options:
   product:

@@ -169,11 +169,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.positops.ha.plugins.module_utils.cluster import (
+from ansible_collections.positops.ha.plugins.module_utils._cluster import (
     cluster_argument_spec, describe_nodes, list_nodes, node_record, product_cli)
-from ansible_collections.positops.ha.plugins.module_utils.package_manager import (
+from ansible_collections.positops.ha.plugins.module_utils._package_manager import (
     parse_cluster_error, parse_cluster_nodes)
-from ansible_collections.positops.ha.plugins.module_utils.workbench import LIVE_STATUSES, is_local, local_identity
+from ansible_collections.positops.ha.plugins.module_utils._workbench import LIVE_STATUSES, is_local, local_identity
 
 POLL_INTERVAL = 1.0
 

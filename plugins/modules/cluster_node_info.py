@@ -111,7 +111,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.positops.ha.plugins.module_utils.cluster import (
+from ansible_collections.positops.ha.plugins.module_utils._cluster import (
     cluster_argument_spec, list_nodes, product_cli)
 
 

@@ -176,7 +176,7 @@ statements:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.positops.ha.plugins.module_utils.db_migrate import (
+from ansible_collections.positops.ha.plugins.module_utils._db_migrate import (
     HAS_PSYCOPG,
     PSYCOPG_IMPORT_ERROR,
     Migration,

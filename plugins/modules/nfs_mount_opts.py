@@ -173,7 +173,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.positops.ha.plugins.module_utils.nfs_options import (
+from ansible_collections.positops.ha.plugins.module_utils._nfs_options import (
     MountOptionError, check_live, compute, find_mount, parse_mounts, render)
 
 MOUNTS_FILE = "/proc/mounts"

@@ -196,7 +196,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 
-from ansible_collections.positops.ha.plugins.module_utils.secret_key import (
+from ansible_collections.positops.ha.plugins.module_utils._secret_key import (
     ABSOLUTE_MIN_BITS, fingerprint, generate, key_material, mode_exposure, parse_mode, weakness)
 
 

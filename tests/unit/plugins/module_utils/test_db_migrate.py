@@ -19,8 +19,8 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
-from ansible_collections.positops.ha.plugins.module_utils import db_migrate  # noqa: E402
-from ansible_collections.positops.ha.plugins.module_utils.db_migrate import Migration, MigrationError  # noqa: E402
+from ansible_collections.positops.ha.plugins.module_utils import _db_migrate as db_migrate  # noqa: E402
+from ansible_collections.positops.ha.plugins.module_utils._db_migrate import Migration, MigrationError  # noqa: E402
 
 from tests.unit.pg_server import postgres_server  # noqa: E402,F401  pylint: disable=unused-import
 
@@ -466,7 +466,7 @@ def test_existing_layout_missing_table_is_refused(tmp_path, dest):
 KILL_SCRIPT = """
 import sys
 sys.path[:0] = sys.argv[3].split(":")
-from ansible_collections.positops.ha.plugins.module_utils.db_migrate import Migration
+from ansible_collections.positops.ha.plugins.module_utils._db_migrate import Migration
 print(Migration(sys.argv[1], sys.argv[2], batch_size=500, workers=int(sys.argv[4])).run()["totals"])
 """
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.positops.ha.plugins.module_utils.nfs_options import (
+from ansible_collections.positops.ha.plugins.module_utils._nfs_options import (
     MountOptionError, check_live, compute, directory_cache_seconds, find_mount, parse, parse_mounts, render)
 
 EFS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"

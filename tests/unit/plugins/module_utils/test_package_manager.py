@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.positops.ha.plugins.module_utils.cli import CliParseError
-from ansible_collections.positops.ha.plugins.module_utils.package_manager import (
+from ansible_collections.positops.ha.plugins.module_utils._cli import CliParseError
+from ansible_collections.positops.ha.plugins.module_utils._package_manager import (
     parse_cluster_error, parse_cluster_nodes)
 
 LISTINGS = [

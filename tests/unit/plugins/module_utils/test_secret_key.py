@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.positops.ha.plugins.module_utils.secret_key import (
+from ansible_collections.positops.ha.plugins.module_utils._secret_key import (
     alphabet_size, fingerprint, generate, key_material, mode_exposure, parse_mode, strength, weakness)
 
 RNG = random.Random(20261123)  # fixed seed: the "random" keys below are the same on every run

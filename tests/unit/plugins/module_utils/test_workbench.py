@@ -3,9 +3,9 @@ and the local-node identity used to refuse changing another node."""
 
 import pytest
 
-from ansible_collections.positops.ha.plugins.module_utils import workbench
-from ansible_collections.positops.ha.plugins.module_utils.cli import CliParseError
-from ansible_collections.positops.ha.plugins.module_utils.workbench import (
+from ansible_collections.positops.ha.plugins.module_utils import _workbench as workbench
+from ansible_collections.positops.ha.plugins.module_utils._cli import CliParseError
+from ansible_collections.positops.ha.plugins.module_utils._workbench import (
     is_local, parse_delete_node, parse_list_nodes, read_www_host_name)
 
 

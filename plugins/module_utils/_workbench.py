@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Posit Workbench's ``rstudio-server`` CLI: node listing, local online/offline, node deletion.
 
 Output formats (docs/CONTRACTS.md):
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 import socket
 
-from ansible_collections.positops.ha.plugins.module_utils.cli import CliParseError, ProductCli
+from ansible_collections.positops.ha.plugins.module_utils._cli import CliParseError, ProductCli
 
 RSTUDIO_SERVER_PATH = "/usr/sbin/rstudio-server"
 LOAD_BALANCER_CONFIG = "/etc/rstudio/load-balancer"

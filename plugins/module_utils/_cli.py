@@ -1,9 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Run a product's command line tool with a fixed environment, and parse its output in one place.
 
-Each product adapter (``package_manager.py``, ``workbench.py``) subclasses :class:`ProductCli`, names its
+Each product adapter (``_package_manager.py``, ``_workbench.py``) subclasses :class:`ProductCli`, names its
 executable once and turns sub-commands into argument lists. Every call goes through :meth:`ProductCli.run`,
 which forces the C locale (the parsers read English, fixed-format output) and records the command line, so a
 module can return exactly what it ran. Parsers are pure functions that raise :class:`CliParseError`; when one

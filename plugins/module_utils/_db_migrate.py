@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """SQLite to PostgreSQL migration used by the db_migrate module.
 
 The whole load runs in one PostgreSQL transaction: tables are created (or the existing ones emptied), filled with

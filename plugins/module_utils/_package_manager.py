@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """Posit Package Manager's ``rspm`` CLI: the cluster sub-commands and parsers for their output.
 
 Output formats (docs/CONTRACTS.md):
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.positops.ha.plugins.module_utils.cli import CliParseError, ProductCli
+from ansible_collections.positops.ha.plugins.module_utils._cli import CliParseError, ProductCli
 
 RSPM_PATH = "/opt/rstudio-pm/bin/rspm"
 MODES = ("online", "offline")

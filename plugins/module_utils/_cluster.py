@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """What cluster_node and cluster_node_info share: options, the product adapters, one node record shape.
 
 The options are documented once, in ``plugins/doc_fragments/cluster_cli.py``.
@@ -8,8 +11,8 @@ The options are documented once, in ``plugins/doc_fragments/cluster_cli.py``.
 
 from __future__ import annotations
 
-from ansible_collections.positops.ha.plugins.module_utils.package_manager import PackageManagerCli
-from ansible_collections.positops.ha.plugins.module_utils.workbench import WorkbenchCli
+from ansible_collections.positops.ha.plugins.module_utils._package_manager import PackageManagerCli
+from ansible_collections.positops.ha.plugins.module_utils._workbench import WorkbenchCli
 
 PRODUCT_CLIS = {"package_manager": PackageManagerCli, "workbench": WorkbenchCli}
 

@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
 """NFS / EFS mount options for the products' shared directories: parse, validate, merge, compare with a live mount.
 
 Pure functions; :class:`MountOptionError` carries a message naming the offending options. Rules (from the
