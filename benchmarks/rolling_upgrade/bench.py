@@ -14,35 +14,32 @@ import argparse
 import json
 import os
 import pathlib
-import shlex
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from tests.lab.cluster import Cluster, Traffic, deb_name
-from tests.lab.lab import Lab
+from tests.lab.cluster import Cluster, Traffic
+from tests.lab.lab import Lab, deb_file
 
 RATE = 20.0
 
 WORKLOADS = {
     # Package Manager: the repository list, which must hold the canary repository.
     "package_manager": {"nodes": 4, "port": 4242, "path": "/__api__/repos",
-                        "seed": "curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=bench-canary'",
+                        "seed": ("http://127.0.0.1:4242/__api__/repos?name=bench-canary", ""),
                         "check": lambda status, body: status == 200 and b'"bench-canary"' in body},
     # Connect: a deployed content item, read from the share by the node.
     "connect": {"nodes": 3, "port": 3939, "path": "/content/bench-canary/",
-                "seed": "curl -fsS -X POST --data-binary bench-canary-bundle "
-                        "'http://127.0.0.1:3939/__emulator__/content?name=bench-canary'",
+                "seed": ("http://127.0.0.1:3939/__emulator__/content?name=bench-canary", "bench-canary-bundle"),
                 "check": lambda status, body: status == 200 and body == b"bench-canary-bundle"},
 }
 
 
 def naive_install(cluster, node):
     """What the doc shows: fetch the package on the node and install it, right when the step comes."""
-    file_name = deb_name(cluster.spec["package"], cluster.new_version)
-    node.exec("cd /tmp && rm -f %s && curl -fsSLO http://pkgs/%s && DEBIAN_FRONTEND=noninteractive apt-get install "
-              "-y -q -o Dpkg::Options::=--force-confold ./%s" % ((shlex.quote(file_name),) * 3))
+    node.install_package(cluster.lab.node("pkgs"), deb_file(cluster.spec["package"], cluster.new_version),
+                         apt_options="-o Dpkg::Options::=--force-confold")
 
 
 def naive_package_manager(cluster):
@@ -66,18 +63,19 @@ def naive_connect(cluster):
         node.exec("systemctl stop rstudio-connect")
     first, rest = cluster.nodes[0], cluster.nodes[1:]
     naive_install(cluster, first)
-    first.wait_until("curl -fsS -o /dev/null http://127.0.0.1:3939/__ping__", timeout=300)
+    first.wait_http("http://127.0.0.1:3939/__ping__", timeout=300)
     for node in rest:
         naive_install(cluster, node)
     for node in rest:
-        node.wait_until("curl -fsS -o /dev/null http://127.0.0.1:3939/__ping__", timeout=300)
+        node.wait_http("http://127.0.0.1:3939/__ping__", timeout=300)
 
 
 NAIVE = {"package_manager": naive_package_manager, "connect": naive_connect}
 
 
 def measure(cluster, workload, upgrade):
-    cluster.nodes[0].exec(workload["seed"])
+    seed_url, seed_data = workload["seed"]
+    cluster.nodes[0].http_ok(seed_url, method="POST", data=seed_data)
     traffic = Traffic(cluster.lb_address(), workload["port"], workload["path"], workload["check"], rate=RATE)
     traffic.start()
     time.sleep(3)

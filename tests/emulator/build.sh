@@ -21,6 +21,20 @@ ARCH="$(dpkg --print-architecture)"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"
 
 command -v dpkg-deb >/dev/null || { echo "build.sh: dpkg-deb is needed (apt-get install dpkg)" >&2; exit 1; }
+
+# The vendors' packages bring their own database drivers; so does the emulator: psycopg 3 with its bundled libpq
+# (the psycopg[binary] wheel of the project's virtualenv, pinned in requirements.txt) goes into every package's
+# LIB_DIR. A system-wide python3-psycopg is then only there when the collection installs it, as on a real node.
+BUILD_PYTHON="${POSITEMU_BUILD_PYTHON:-$REPO/.venv/bin/python}"
+[ -x "$BUILD_PYTHON" ] || BUILD_PYTHON=python3
+mapfile -t VENDORED < <("$BUILD_PYTHON" - <<'PY'
+import os, psycopg, psycopg_binary, typing_extensions
+site = os.path.dirname(os.path.dirname(psycopg.__file__))
+for path in (os.path.dirname(psycopg.__file__), os.path.dirname(psycopg_binary.__file__),
+             os.path.join(site, "psycopg_binary.libs"), typing_extensions.__file__):
+    print(path)
+PY
+) || { echo "build.sh: $BUILD_PYTHON cannot import psycopg[binary]: run scripts/setup first" >&2; exit 1; }
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -59,7 +73,7 @@ Package: $PACKAGE
 Version: $VERSION
 Architecture: $ARCH
 Maintainer: positops emulator <positops@localhost>
-Depends: ${DEPENDS:-python3, python3-psycopg}
+Depends: ${DEPENDS:-python3}
 Section: non-free/devel
 Priority: optional
 Description: $DESCRIPTION (emulator)
@@ -67,12 +81,15 @@ Description: $DESCRIPTION (emulator)
  It models the documented behaviour only; see tests/emulator/README.md.
 CONTROL
     while IFS= read -r -d '' file; do substitute "$file"; done < <(find "$stage" -type f -print0)
+    # Third-party code is copied after the @VAR@ substitution, which is only for our own files.
+    cp -a "${VENDORED[@]}" "$stage$LIB_DIR/"
+    find "$stage" -name __pycache__ -prune -exec rm -rf {} +
     chmod 0755 "$stage/DEBIAN"/post* "$stage/DEBIAN"/pre* 2>/dev/null || true
     find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
     local name="${FILE_PATTERN//%p/$PACKAGE}"
     name="${name//%v/$VERSION}"
     name="${name//%a/$ARCH}"
-    dpkg-deb --root-owner-group -Zgzip -z6 --build "$stage" "$OUT/$name" >/dev/null
+    dpkg-deb --root-owner-group -Zgzip -z1 --build "$stage" "$OUT/$name" >/dev/null
     echo "$OUT/$name"
 }
 

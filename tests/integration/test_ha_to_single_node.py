@@ -16,8 +16,8 @@ def cluster(lab, debs):
     cluster = Cluster(lab, "package_manager", nodes=2)
     cluster.up()
     first = cluster.nodes[0]
-    first.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=single-canary'")
-    first.exec("curl -fsS -X PUT --data-binary kept http://127.0.0.1:4242/__emulator__/data/canary/single.txt")
+    first.http_ok("http://127.0.0.1:4242/__api__/repos?name=single-canary", method="POST")
+    first.http_ok("http://127.0.0.1:4242/__emulator__/data/canary/single.txt", method="PUT", data="kept")
     return cluster
 
 
@@ -49,7 +49,7 @@ def test_moves_to_one_node_with_every_file_and_row(cluster):
     assert other.output("systemctl is-enabled rstudio-pm", check=False) == "disabled"
     # The kept node reads its data from the local directory now, with the file written on the share before.
     assert LOCAL_DATA_DIR in kept.read_file("/etc/rstudio-pm/rstudio-pm.gcfg")
-    assert kept.output("curl -fsS http://127.0.0.1:4242/__emulator__/data/canary/single.txt") == "kept"
+    assert kept.http_ok("http://127.0.0.1:4242/__emulator__/data/canary/single.txt") == "kept"
     assert kept.read_file(LOCAL_DATA_DIR + "/canary/single.txt") == "kept"
     assert cluster.psql("rstudio_pm", "SELECT count(*) FROM repos") == rows_before
     assert "single-canary" in cluster.psql("rstudio_pm", "SELECT name FROM repos").split()

@@ -55,8 +55,8 @@ def test_package_manager_moves_to_postgres_with_its_data(labs):
     pm = labs["package_manager"]
     node = pm.nodes[0]
     assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["sqlite"]
-    node.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=migrated-canary'")
-    before = node.output("curl -fsS http://127.0.0.1:4242/__api__/repos")
+    node.http_ok("http://127.0.0.1:4242/__api__/repos?name=migrated-canary", method="POST")
+    before = node.http_ok("http://127.0.0.1:4242/__api__/repos")
     assert "migrated-canary" in before
 
     result = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager"},
@@ -65,7 +65,7 @@ def test_package_manager_moves_to_postgres_with_its_data(labs):
     assert "Migrating" in result.output or "/opt/rstudio-pm/bin/migrate" in result.output
     assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["postgres"]
     assert pm.health(node) == 200
-    assert node.output("curl -fsS http://127.0.0.1:4242/__api__/repos") == before
+    assert node.http_ok("http://127.0.0.1:4242/__api__/repos") == before
     assert "migrated-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
     backups = node.output("ls /var/backups/positops").split()
     assert len(backups) == 1 and backups[0].startswith("rstudio-pm.sqlite.20"), backups
@@ -84,9 +84,12 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
     connect = labs["connect"]
     node = connect.nodes[0]
     assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["sqlite"]
-    node.exec("curl -fsS -X POST 'http://127.0.0.1:3939/__emulator__/jobs?name=migrated-report&seconds=0.2'")
-    node.wait_until("curl -fsS http://127.0.0.1:3939/__emulator__/jobs | grep -q '\"state\": \"done\"'", timeout=60)
-    before = node.output("curl -fsS http://127.0.0.1:3939/__emulator__/jobs")
+    node.http_ok("http://127.0.0.1:3939/__emulator__/jobs?name=migrated-report&seconds=0.2", method="POST")
+    deadline = time.monotonic() + 60
+    while '"state": "done"' not in node.http_ok("http://127.0.0.1:3939/__emulator__/jobs"):
+        assert time.monotonic() < deadline, "the scheduled job did not finish in 60 s"
+        time.sleep(0.5)
+    before = node.http_ok("http://127.0.0.1:3939/__emulator__/jobs")
 
     # Refused while PostgreSQL already holds a table, naming the way out; the node keeps serving on SQLite.
     connect.psql("rstudio_connect", "CREATE TABLE leftover (id int)")
@@ -105,7 +108,7 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
     assert result.rc == 0, result.output[-4000:]
     assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["postgres"]
     assert connect.health(node) == 200
-    assert node.output("curl -fsS http://127.0.0.1:3939/__emulator__/jobs") == before
+    assert node.http_ok("http://127.0.0.1:3939/__emulator__/jobs") == before
     assert "migrated-report" in connect.psql("rstudio_connect", "SELECT name FROM jobs")
     assert connect.psql("rstudio_connect", "SELECT to_regclass('leftover')") == ""
     print("connect migration: %.1f s" % (time.monotonic() - started))
@@ -124,9 +127,9 @@ def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
     # Back to SQLite by hand (the SQLite file is still there), with a row PostgreSQL does not have.
     node.exec("sed -i 's/^Provider = postgres/Provider = sqlite/' /etc/rstudio-pm/rstudio-pm.gcfg && "
               "systemctl restart rstudio-pm")
-    node.wait_until("curl -fsS -o /dev/null http://127.0.0.1:4242/__ping__", timeout=120)
-    node.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=second-canary'")
-    before = node.output("curl -fsS http://127.0.0.1:4242/__api__/repos")
+    node.wait_http("http://127.0.0.1:4242/__ping__", timeout=120)
+    node.http_ok("http://127.0.0.1:4242/__api__/repos?name=second-canary", method="POST")
+    before = node.http_ok("http://127.0.0.1:4242/__api__/repos")
     assert "second-canary" not in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
 
     result = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager",
@@ -137,7 +140,7 @@ def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
     assert task_outcome(result.output, "Copy with db_migrate") == "changed"
     assert task_outcome(result.output, "Run /opt/rstudio-pm/bin/migrate") == "skipping"
     assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["postgres"]
-    assert node.output("curl -fsS http://127.0.0.1:4242/__api__/repos") == before
+    assert node.http_ok("http://127.0.0.1:4242/__api__/repos") == before
     assert "second-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
     assert len(node.output("ls /var/backups/positops").split()) == 2
     print("package manager db_migrate copy: %.1f s" % result.seconds)

@@ -168,7 +168,7 @@ def test_pm_offline_then_idempotent(cluster, ansible):
     assert 0 < result["waited"] < 30
     assert pm_listing(cluster["pm1"]) == {"pm1": "online", "pm2": "offline"}
     # Offline mode refuses traffic, which is what takes the node out of the load balancer.
-    assert cluster["pm2"].output("curl -s -o /dev/null -w '%{http_code}' http://localhost:4242/__ping__") == "503"
+    assert cluster["pm2"].http("http://localhost:4242/__ping__")[0] == 503
 
     again = ansible.run("pm1", "cluster_node", args)
     assert not again["failed"] and again["changed"] is False and again["changed_nodes"] == []

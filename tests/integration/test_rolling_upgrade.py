@@ -22,9 +22,8 @@ def cluster(lab, debs):
     cluster = Cluster(lab, "package_manager", nodes=2)
     cluster.up()
     first = cluster.nodes[0]
-    first.exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=%s'" % REPO_NAME)
-    first.exec("curl -fsS -X PUT --data-binary %s http://127.0.0.1:4242/__emulator__/data/%s" % (
-        "'%s'" % SHARED_CONTENT, SHARED_FILE))
+    first.http_ok("http://127.0.0.1:4242/__api__/repos?name=%s" % REPO_NAME, method="POST")
+    first.http_ok("http://127.0.0.1:4242/__emulator__/data/%s" % SHARED_FILE, method="PUT", data=SHARED_CONTENT)
     return cluster
 
 

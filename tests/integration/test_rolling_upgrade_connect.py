@@ -17,8 +17,8 @@ BUNDLE = "bundle deployed before the upgrade"
 def cluster(lab, debs):
     cluster = Cluster(lab, "connect", nodes=2)
     cluster.up()
-    cluster.nodes[0].exec("curl -fsS -X POST --data-binary '%s' 'http://127.0.0.1:3939/__emulator__/content?name=%s'"
-                          % (BUNDLE, CONTENT))
+    cluster.nodes[0].http_ok("http://127.0.0.1:3939/__emulator__/content?name=%s" % CONTENT, method="POST",
+                             data=BUNDLE)
     return cluster
 
 
@@ -29,7 +29,7 @@ def test_every_node_stops_then_one_migrates_and_the_other_follows(cluster):
     journals = [node.journal(cluster.spec["service"], lines=None) for node in cluster.nodes]
     assert ["Migrating the database schema" in journal for journal in journals] == [True, False]
     for node in cluster.nodes:
-        assert node.output("curl -fsS http://127.0.0.1:3939/content/%s/" % CONTENT) == BUNDLE
+        assert node.http_ok("http://127.0.0.1:3939/content/%s/" % CONTENT) == BUNDLE
 
 
 def test_second_run_changes_nothing(cluster):

@@ -23,9 +23,8 @@ def cluster(lab, debs):
 
 
 def write_canary(cluster):
-    cluster.nodes[0].exec("curl -fsS -X POST 'http://127.0.0.1:4242/__api__/repos?name=%s'" % REPO_NAME)
-    cluster.nodes[0].exec("curl -fsS -X PUT --data-binary canary "
-                          "http://127.0.0.1:4242/__emulator__/data/canary/fault.txt")
+    cluster.nodes[0].http_ok("http://127.0.0.1:4242/__api__/repos?name=%s" % REPO_NAME, method="POST")
+    cluster.nodes[0].http_ok("http://127.0.0.1:4242/__emulator__/data/canary/fault.txt", method="PUT", data="canary")
 
 
 def assert_safe_and_intact(cluster):

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from tests.lab.lab import REPO, Lab, LabError, build_debs
+from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file
 
 VENV_BIN = REPO / ".venv" / "bin"
 COLLECTIONS_DIR = REPO / "build" / "collections"
@@ -246,9 +246,10 @@ class Cluster:
 
     def health(self, node):
         """HTTP status of the node's health endpoint, 0 when nothing answers."""
-        code = node.output("curl -s -o /dev/null -w '%%{http_code}' --max-time 3 http://127.0.0.1:%d%s" % (
-            self.spec["port"], self.spec["health"]), check=False)
-        return int(code) if code.isdigit() else 0
+        return node.http(self.health_url(), timeout=3)[0]
+
+    def health_url(self):
+        return "http://127.0.0.1:%d%s" % (self.spec["port"], self.spec["health"])
 
     def lb_status(self):
         """``{server: status}`` of the product's HAProxy backend."""
@@ -315,13 +316,11 @@ class Cluster:
         self.nodes[0].exec("find /srv/shared/%s -mindepth 1 -delete" % self.spec["package"].replace(
             "rstudio-workbench", "rstudio-server"), check=False)
         for node in self.nodes:
-            file_name = deb_name(self.spec["package"], version)
-            node.exec("cd /tmp && curl -fsSLO http://pkgs/%s && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                      "--allow-downgrades -o Dpkg::Options::=--force-confold ./%s" % (file_name, file_name))
+            node.install_package(self.lab.node("pkgs"), deb_file(self.spec["package"], version),
+                                 apt_options="--allow-downgrades -o Dpkg::Options::=--force-confold")
             node.exec("systemctl restart %s" % self.spec["service"])
         for node in self.nodes:
-            node.wait_until("curl -fsS -o /dev/null http://127.0.0.1:%d%s" % (self.spec["port"], self.spec["health"]),
-                            timeout=120)
+            node.wait_http(self.health_url(), timeout=120)
         if self.with_load_balancer:
             for host in self.hosts():
                 self.lb_command("set server %s/%s state ready" % (self.product, host))
@@ -438,11 +437,6 @@ class Traffic:
             "longest_window": (longest[0], longest[1]) if longest else None,
             "failed_outside_longest": failed - (longest[2] if longest else 0),
         }
-
-
-def deb_name(package, version):
-    from tests.lab.lab import deb_file
-    return deb_file(package, version)
 
 
 def main(argv=None):

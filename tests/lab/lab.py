@@ -20,24 +20,13 @@ import shlex
 import subprocess
 import time
 
-from tests.lab import image
+from tests.lab import aptcache, image, probe
+from tests.lab.docker_cli import LabError, docker  # noqa: F401  (LabError is part of this module's API)
 
 REPO = image.REPO
 DEBS_DIR = REPO / "build" / "debs"
 SYSTEMD_RUN_OPTS = ("--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
                     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro")
-
-
-class LabError(RuntimeError):
-    pass
-
-
-def docker(*args, check=True, input=None, timeout=300):
-    proc = subprocess.run(("docker",) + tuple(args), capture_output=True, text=True, input=input,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise LabError("docker %s failed (rc=%s): %s" % (" ".join(args), proc.returncode, proc.stderr.strip()))
-    return proc
 
 
 def build_debs(dest=DEBS_DIR):
@@ -55,6 +44,10 @@ def deb_file(package, version):
     if package == "rstudio-workbench":
         return "%s-%s-%s.deb" % (package, version, arch)
     return "%s_%s_%s.deb" % (package, version, arch)
+
+
+# A download with the node's python3 (bare nodes have no curl): URL and destination path.
+DOWNLOAD_SCRIPT = "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])"
 
 
 class Node:
@@ -105,11 +98,41 @@ class Node:
             time.sleep(0.5)
         raise LabError("%s: systemd did not finish booting in %ss (state %r)" % (self.name, timeout, state))
 
-    def install_package(self, package_server, file_name):
+    def apt_install(self, *packages):
+        """Install Debian packages on a lab service node (database, load balancer) through the package cache."""
+        self.exec("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq %s >/dev/null"
+                  % " ".join(shlex.quote(package) for package in packages), timeout=600)
+
+    def http(self, url, method="GET", data=None, timeout=5, headers=None):
+        """``(status, headers, body)`` of an HTTP request made on this node (status 0: no answer)."""
+        return probe.request(lambda command, input: self.exec(command, check=False, input=input), url, method,
+                             data, timeout, headers)
+
+    def http_ok(self, url, method="GET", data=None, timeout=5, headers=None):
+        """The body of a request that must answer 2xx (a LabError names the status and body otherwise)."""
+        status, _, body = self.http(url, method, data, timeout, headers)
+        if not 200 <= status < 300:
+            raise LabError("%s: %s %s answered %s: %s" % (self.name, method, url, status, body[:500]))
+        return body
+
+    def wait_http(self, url, timeout=60, status=200, interval=0.5):
+        """Poll a URL on this node until it answers ``status``; return the body."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got, _, body = self.http(url, timeout=3)
+            if got == status:
+                return body
+            if time.monotonic() >= deadline:
+                raise LabError("%s: %s did not answer %s in %ss (last: %s %s)" % (
+                    self.name, url, status, timeout, got, body[:300]))
+            time.sleep(interval)
+
+    def install_package(self, package_server, file_name, apt_options=""):
         """Download a .deb from the package server and install it the way an operator does."""
         url = "http://%s/%s" % (package_server.name, file_name)
-        self.exec("cd /tmp && curl -fsSLO %s && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./%s" % (
-            shlex.quote(url), shlex.quote(file_name)))
+        self.exec("python3 -c %s %s /tmp/%s && cd /tmp && DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s ./%s"
+                  % (shlex.quote(DOWNLOAD_SCRIPT), shlex.quote(url), shlex.quote(file_name), apt_options,
+                     shlex.quote(file_name)))
 
     def journal(self, unit, lines=200):
         """The unit's last ``lines`` journal lines (all of them with ``lines=None``)."""
@@ -158,9 +181,12 @@ class Lab:
     def ensure_network(self):
         if docker("network", "inspect", self.network, check=False).returncode != 0:
             docker("network", "create", "--label", self.label, self.network)
+        # Bare nodes install what the roles need through the shared package cache (tests/lab/aptcache.py).
+        aptcache.AptCache().ensure().attach(self.network)
 
     def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True):
-        """Start a systemd container (or ``command`` instead of systemd) named ``<prefix>-<name>``."""
+        """Start a systemd container (or ``command`` instead of systemd) named ``<prefix>-<name>``, its apt
+        pointed at the lab's package cache."""
         self.ensure_network()
         node = Node(self, name)
         docker("rm", "-f", "-v", node.container, check=False)
@@ -178,8 +204,10 @@ class Lab:
         if command:
             args += list(command)
         docker(*args)
-        if command is None and boot:
-            node.wait_for_systemd()
+        if command is None:
+            node.write_file(aptcache.PROXY_FILE, aptcache.PROXY_CONF)
+            if boot:
+                node.wait_for_systemd()
         return node
 
     def start_package_server(self, debs_dir=DEBS_DIR, name="pkgs"):
@@ -193,6 +221,7 @@ class Lab:
     def start_postgres(self, name="db", superuser_password="lab-superuser"):
         """PostgreSQL 15 from Debian's package, listening on the lab network with password authentication."""
         node = self.start_node(name)
+        node.apt_install("postgresql")
         node.exec(
             "set -e; conf=/etc/postgresql/15/main;"
             " echo \"listen_addresses = '*'\" >> $conf/postgresql.conf;"
@@ -219,6 +248,7 @@ class Lab:
     def start_haproxy(self, config, name="lb"):
         """HAProxy from Debian's package with the given configuration, validated before start."""
         node = self.start_node(name)
+        node.apt_install("haproxy")
         node.write_file("/etc/haproxy/haproxy.cfg", config)
         node.exec("haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl enable --now haproxy >/dev/null 2>&1")
         return node
@@ -228,6 +258,7 @@ class Lab:
         ids = docker("ps", "-aq", "--filter", "label=" + self.label).stdout.split()
         if ids:
             docker("rm", "-f", "-v", *ids)
+        aptcache.AptCache().detach(self.network)
         docker("network", "rm", self.network, check=False)
         volumes = docker("volume", "ls", "-q", "--filter", "label=" + self.label).stdout.split()
         if volumes:

@@ -14,6 +14,8 @@ RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 LB = RUNNER.get_hosts("load_balancer")[0]
 DB = RUNNER.get_hosts("database")[0]
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, REPO)
+from tests.lab import probe  # noqa: E402  pylint: disable=wrong-import-position
 
 # What the lab inventory (inventories/lab) sets up for each product.
 PRODUCTS = {
@@ -85,6 +87,11 @@ def product(request):
 
 def host(name):
     return RUNNER.get_host(name)
+
+
+def http(node, url, headers=None):
+    """``(status, {header: value}, body)`` of a request made on a lab node with its own python3 (no curl there)."""
+    return probe.parse(host(node).run(probe.command(url, headers=headers)).stdout)
 
 
 def sha256_of(node, path):

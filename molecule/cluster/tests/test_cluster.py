@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import RUNNER, DB, LB, config_without_node_keys, host, lab_accounts, products, sha256_of
+from conftest import RUNNER, DB, LB, config_without_node_keys, host, http, lab_accounts, products, sha256_of
 
 
 def test_the_cluster_has_three_nodes(product):
@@ -83,9 +83,8 @@ def test_services_are_healthy_on_every_node(product):
     for node in product.nodes:
         assert host(node).service(spec["service"]).is_running, node
         assert host(node).service(spec["service"]).is_enabled, node
-        status = host(node).check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%s%s",
-                                         str(spec["port"]), spec["health"])
-        assert status == "200", (node, status)
+        status = http(node, "http://127.0.0.1:%s%s" % (spec["port"], spec["health"]))[0]
+        assert status == 200, (node, status)
 
 
 def test_load_balancer_sees_every_node_up_and_serves(product):
@@ -96,25 +95,22 @@ def test_load_balancer_sees_every_node_up_and_serves(product):
     rows = [line.split(",") for line in csv.splitlines() if line.startswith(product.name + ",")]
     states = {row[1]: row[17] for row in rows if row[1] not in ("FRONTEND", "BACKEND")}
     assert states == {node: "UP" for node in product.nodes}, states
-    status = lb.check_output("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%s%s", str(product.spec["port"]),
-                             product.spec["health"])
-    assert status == "200"
+    assert http(LB, "http://127.0.0.1:%s%s" % (product.spec["port"], product.spec["health"]))[0] == 200
 
 
 # Package Manager needs no sticky sessions.
 @pytest.mark.parametrize("product", products(having="sticky_cookie"), ids=str)
 def test_sticky_cookie_is_set_and_keeps_the_client_on_its_node(product):
-    lb, spec = host(LB), product.spec
-    headers = lb.check_output("curl -s -D - -o /dev/null http://127.0.0.1:%s%s", str(spec["port"]), spec["health"])
-    prefix = "set-cookie: %s=" % spec["sticky_cookie"].lower()
-    cookie = [line for line in headers.splitlines() if line.lower().startswith(prefix)]
-    assert cookie, headers
-    node = cookie[0].split("=", 1)[1].split(";", 1)[0]
+    spec = product.spec
+    url = "http://127.0.0.1:%s%s" % (spec["port"], spec["health"])
+    headers = http(LB, url)[1]
+    cookie = headers.get("set-cookie", "")
+    assert cookie.lower().startswith(spec["sticky_cookie"].lower() + "="), headers
+    node = cookie.split("=", 1)[1].split(";", 1)[0]
     assert node in product.nodes
     # With the cookie, the balancer sends the client back to that node: no new cookie is inserted.
-    again = lb.check_output("curl -s -D - -o /dev/null -b %s=%s http://127.0.0.1:%s%s", spec["sticky_cookie"], node,
-                            str(spec["port"]), spec["health"])
-    assert prefix not in again.lower()
+    again = http(LB, url, headers={"Cookie": "%s=%s" % (spec["sticky_cookie"], node)})[1]
+    assert "set-cookie" not in again, again
 
 
 @pytest.mark.parametrize("product", products(having="lists_nodes"), ids=str)
