@@ -6,6 +6,8 @@ After every run: no node serves with a binary older than the database schema, an
 upgrade (a repository in PostgreSQL, a file on the share) is still there.
 """
 
+import json
+
 import pytest
 
 from tests.lab.cluster import Cluster
@@ -78,3 +80,24 @@ def test_rerun_resumes_and_finishes(cluster):
 
 def test_second_run_changes_nothing(cluster):
     cluster.assert_upgrade_has_nothing_to_do("run-idempotent.log")
+
+
+def test_restore_puts_the_cluster_back_on_the_old_version_from_the_backup(cluster):
+    """Every run backed up before any node left service; the first backup holds the old version's database."""
+    first = cluster.nodes[0]
+    backups = sorted(first.output("ls -d /var/backups/positops/package_manager-*").split())
+    manifests = {path: json.loads(first.read_file(path + "/manifest.json")) for path in backups}
+    assert all(manifest["database"] == "database.dump" for manifest in manifests.values())
+    old = [path for path, manifest in manifests.items() if manifest["version"] == cluster.old_version]
+    assert old, manifests
+    for node in cluster.nodes:
+        assert node.exec("test -s %s/config-%s.tar.gz" % (old[0], cluster.lab.container_name(node.name)),
+                         check=False).returncode == 0
+    result = cluster.playbook("restore.yml", extra_vars={"restore_product": "package_manager",
+                                                         "restore_backup": old[0]}, log=cluster.dir / "restore.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert set(versions(cluster).values()) == {cluster.old_version}
+    assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
+    assert set(cluster.lb_status().values()) == {"UP"}
+    assert cluster.schema_version() == 41
+    assert_safe_and_intact(cluster)

@@ -40,6 +40,7 @@ def _make_collection_importable():
 
 _make_collection_importable()
 
+from ansible.module_utils import _internal as ansible_internal  # noqa: E402
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
@@ -66,12 +67,17 @@ def run_module():
         getattr(ansible_warnings, "_global_warnings", {}).clear()
         stdout = io.StringIO()
         saved_stdout, sys.stdout = sys.stdout, stdout
+        # Modules run on a managed node. Once a controller module is imported (the filter tests import
+        # ansible.errors), ansible-core sends module warnings to the controller's display instead of the result.
+        saved_is_controller = getattr(ansible_internal, "is_controller", False)
+        ansible_internal.is_controller = False
         try:
             with patch_module_args(full_args):
                 with pytest.raises(SystemExit) as exited:
                     main()
         finally:
             sys.stdout = saved_stdout
+            ansible_internal.is_controller = saved_is_controller
         output = stdout.getvalue()
         result = json.loads(output)
         result["_raw_output"] = output

@@ -1,0 +1,259 @@
+"""The rolling upgrade's plan (plugins/filter/upgrade_plan.py): every procedure, every resume state, every refusal."""
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.positops.ha.plugins.filter.upgrade_plan import FilterModule, plan, read_dpkg
+
+OLD, NEW = "2023.08.4-20", "2023.12.0-13"
+PM = {"name": "package_manager", "label": "Posit Package Manager", "group": "package_manager", "package": "rstudio-pm",
+      "version_var": "package_manager_version", "node_cli": "/opt/rstudio-pm/bin/rspm",
+      "upgrade": {"early_batch": True, "stops_for_upgrade": False, "outage_lb": "none"}}
+CONNECT = {"name": "connect", "label": "Posit Connect", "group": "connect", "package": "rstudio-connect",
+           "version_var": "connect_version", "node_cli": "",
+           "upgrade": {"early_batch": False, "stops_for_upgrade": True, "outage_lb": "maint"}}
+WORKBENCH = {"name": "workbench", "label": "Posit Workbench", "group": "workbench", "package": "rstudio-workbench",
+             "version_var": "workbench_version", "node_cli": "/usr/sbin/rstudio-server",
+             "upgrade": {"early_batch": False, "stops_for_upgrade": True, "outage_lb": "drain"}}
+
+
+def node(version=OLD, active=True, healthy=True, dpkg=None):
+    return {"dpkg": dpkg if dpkg is not None else "installed|%s|ok" % version, "active": active,
+            "healthy": healthy}
+
+
+def listing(*rows):
+    return [{"name": name, "version": version, "mode": mode} for name, version, mode in rows]
+
+
+def cluster(count, prefix="pm", **states):
+    return {"%s%d" % (prefix, number): states.get("%s%d" % (prefix, number), node())
+            for number in range(1, count + 1)}
+
+
+def online(nodes, versions=None):
+    return listing(*[(host, (versions or {}).get(host, OLD), "online") for host in nodes])
+
+
+def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve():
+    nodes = cluster(3)
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert result["refusal"] == ""
+    assert result["steps"] == {"early": ["pm1"], "stop": ["pm2", "pm3"], "first": ["pm1"], "rest": ["pm2", "pm3"]}
+    assert result["rest_serial"] == 2 and result["hold"] is True and result["outage_lb"] == "none"
+    assert result["resuming"] is False
+    assert result["summary"] == (
+        "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
+        "together: pm2, pm3; first back (schema migration): pm1; then, 2 at a time: pm2, pm3" % NEW)
+
+
+def test_package_manager_batch_size_is_the_first_batch():
+    nodes = cluster(4)
+    result = plan(nodes, PM, NEW, batch_size=3, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert result["steps"]["early"] == ["pm1", "pm2", "pm3"] and result["steps"]["rest"] == ["pm4"]
+
+
+@pytest.mark.parametrize("record", [CONNECT, WORKBENCH], ids=["connect", "workbench"])
+def test_connect_and_workbench_take_every_node_out_and_bring_one_back_first(record):
+    nodes = cluster(3, prefix="n")
+    result = plan(nodes, record, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=online(nodes) if record["node_cli"] else None)
+    assert result["steps"] == {"early": [], "stop": ["n1", "n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
+    assert result["rest_serial"] == 1 and result["hold"] is True
+    assert result["outage_lb"] == record["upgrade"]["outage_lb"]
+
+
+def test_every_node_on_the_target_and_serving_is_nothing_to_do():
+    nodes = cluster(2, pm1=node(NEW), pm2=node(NEW))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes, {"pm1": NEW, "pm2": NEW}))
+    assert result["todo"] == [] and result["done"] == ["pm1", "pm2"] and result["hold"] is False
+    assert result["resuming"] is False
+    assert result["summary"].endswith("nothing to do, every node already runs it and serves")
+
+
+def test_once_a_node_serves_the_target_the_others_go_straight_to_rest_and_are_drained():
+    nodes = cluster(3, pm1=node(NEW))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes, {"pm1": NEW}))
+    assert result["done"] == ["pm1"]
+    assert result["steps"] == {"early": [], "stop": ["pm2", "pm3"], "first": [], "rest": ["pm2", "pm3"]}
+    assert result["outage_lb"] == "drain" and result["hold"] is False and result["resuming"] is True
+
+
+def test_a_node_on_the_target_that_is_still_migrating_comes_back_first_and_keeps_running():
+    # Connect: the first node was upgraded and is migrating (running, not healthy yet) when the run stopped.
+    nodes = cluster(3, prefix="c", c2=node(NEW, active=True, healthy=False))
+    result = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
+    assert result["steps"]["first"] == ["c2"] and result["steps"]["rest"] == ["c1", "c3"]
+    assert result["keep_running"] == ["c2"]
+    assert result["hold"] is True
+
+
+def test_a_stopped_node_on_the_target_comes_back_first_but_need_not_keep_running():
+    nodes = cluster(2, prefix="w", w2=node(NEW, active=False, healthy=False))
+    result = plan(nodes, WORKBENCH, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=listing(("w1", None, "online"), ("w2", None, "offline")))
+    assert result["steps"]["first"] == ["w2"] and result["keep_running"] == []
+
+
+def test_a_healthy_package_manager_node_that_is_offline_in_the_cluster_does_not_serve():
+    nodes = cluster(2, pm1=node(NEW), pm2=node(NEW))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=listing(("pm1", NEW, "online"), ("pm2", NEW, "offline")))
+    assert result["done"] == ["pm1"] and result["todo"] == ["pm2"]
+    assert result["nodes"]["pm2"]["serving"] is False
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("installed|1.0|ok", ("1.0", False, False, False)),
+    ("half-installed|1.0|reinstreq", ("", True, False, False)),
+    ("half-configured|1.0|reinstreq", ("", True, False, False)),
+    ("half-installed|1.0|ok", ("", True, False, False)),
+    ("unpacked|1.0|ok", ("", False, True, False)),
+    ("half-configured|1.0|ok", ("", False, True, False)),
+    ("not-installed||ok", ("", False, False, True)),
+    ("config-files|1.0|ok", ("", False, False, True)),
+    ("", ("", False, False, True)),
+])
+def test_dpkg_states(line, expected):
+    assert read_dpkg(line) == expected
+
+
+def test_a_half_installed_node_is_planned_not_refused():
+    nodes = cluster(2, pm1=node(dpkg="half-installed|%s|reinstreq" % NEW, active=False, healthy=False))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(["pm2"]))
+    assert result["refusal"] == "" and result["nodes"]["pm1"]["needs_reinstall"] is True
+    assert result["resuming"] is True
+    assert result["steps"]["first"] == ["pm1"]
+
+
+def test_refused_when_the_product_is_not_installed():
+    nodes = cluster(2, pm2=node(dpkg="", active=False, healthy=False))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(["pm1"]))
+    assert "rstudio-pm is not installed on pm2" in result["refusal"]
+    assert "positops.ha.site" in result["refusal"] and result["summary"].startswith(
+        "Posit Package Manager to %s: refused" % NEW)
+
+
+def test_refused_when_a_node_is_newer_than_the_target():
+    nodes = cluster(2, pm2=node("2024.04.0-1"))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert "pm2 (2024.04.0-1)" in result["refusal"] and "package_manager_version" in result["refusal"]
+
+
+def test_a_build_suffix_is_not_newer():
+    nodes = cluster(1, prefix="w", w1=node("2023.12.0+369.pro3"))
+    assert plan(nodes, WORKBENCH, "2023.12.0+369.pro3", inventory_hosts=["w1"],
+                cluster_nodes=listing(("w1", None, "online")))["refusal"] == ""
+
+
+@pytest.mark.parametrize("batch", [-1, 3])
+def test_refused_when_the_first_batch_leaves_no_node_serving(batch):
+    nodes = cluster(3)
+    result = plan(nodes, PM, NEW, batch_size=batch, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert "rolling_upgrade_batch_size is %d for a cluster of 3 nodes" % batch in result["refusal"]
+
+
+def test_limit_that_leaves_an_old_node_out_is_refused_naming_it():
+    play = cluster(1)
+    result = plan(play, PM, NEW, inventory_hosts=["pm1", "pm2"], cluster_nodes=online(["pm1", "pm2"]))
+    assert result["refusal"].startswith("Posit Package Manager: pm2 would keep serving another version")
+    assert "run without --limit" in result["refusal"]
+
+
+def test_limit_that_leaves_out_only_nodes_the_cluster_lists_as_done_is_allowed():
+    play = cluster(1)
+    result = plan(play, PM, NEW, inventory_hosts=["pm1", "pm2"],
+                  cluster_nodes=listing(("pm1", OLD, "online"), ("pm2", NEW, "online")))
+    assert result["refusal"] == ""
+
+
+def test_limit_on_connect_is_refused_since_nothing_says_the_others_are_done():
+    result = plan(cluster(1, prefix="c"), CONNECT, NEW, inventory_hosts=["c1", "c2"])
+    assert "c2 would keep serving" in result["refusal"]
+
+
+def test_an_online_node_the_inventory_does_not_know_is_refused():
+    nodes = cluster(2)
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=online(["pm1", "pm2"]) + listing(("pm9", OLD, "online")))
+    assert "pm9 (listed by the cluster, not in the inventory)" in result["refusal"]
+
+
+def test_an_offline_stale_row_the_inventory_does_not_know_is_ignored():
+    nodes = cluster(2, prefix="w")
+    result = plan(nodes, WORKBENCH, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=listing(("w1", None, "online"), ("w2", None, "online"), ("old", None, "offline")))
+    assert result["refusal"] == ""
+
+
+def test_node_names_map_hosts_to_cluster_rows():
+    nodes = {"host-a": dict(node(), node_name="PM-A"), "host-b": dict(node(), node_name="pm-b")}
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=listing(("pm-a", OLD, "online"), ("PM-B", OLD, "offline")))
+    assert result["nodes"]["host-a"]["serving"] is True and result["nodes"]["host-b"]["serving"] is False
+
+
+def test_a_record_without_upgrade_traits_is_a_clear_error():
+    with pytest.raises(AnsibleFilterError, match="has no upgrade.outage_lb"):
+        plan(cluster(1), {"name": "x", "upgrade": {"early_batch": True, "stops_for_upgrade": False}}, NEW)
+    with pytest.raises(AnsibleFilterError, match="outage_lb must be one of"):
+        plan(cluster(1), {"name": "x", "upgrade": dict(PM["upgrade"], outage_lb="later")}, NEW)
+    with pytest.raises(AnsibleFilterError, match="expects {host: state}"):
+        plan([], PM, NEW)
+
+
+def test_the_filter_is_registered():
+    assert FilterModule().filters()["upgrade_plan"](cluster(1), PM, NEW, 0, ["pm1"], online(["pm1"]))["todo"] == [
+        "pm1"]
+
+
+def test_dpkg_status_filter_names_each_need():
+    dpkg_status = FilterModule().filters()["dpkg_status"]
+    assert dpkg_status("installed|1.0|ok") == {"installed": "1.0", "needs_reinstall": False,
+                                                "needs_configure": False, "absent": False}
+    assert dpkg_status("half-configured|1.0|reinstreq")["needs_reinstall"] is True
+    assert dpkg_status("unpacked|1.0|ok")["needs_configure"] is True
+    assert dpkg_status("")["absent"] is True
+
+
+def restore(upgrade, step, installed_now, unreachable=(), play_hosts=(), record=PM):
+    return FilterModule().filters()["upgrade_restore"](upgrade, step, installed_now, list(unreachable),
+                                                       list(play_hosts), record, NEW)
+
+
+def test_a_failed_take_out_step_puts_back_the_nodes_that_served_and_are_unchanged():
+    nodes = cluster(3)
+    upgrade = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert restore(upgrade, "early", {"pm1": OLD}, play_hosts=["pm1"]) == ["pm1"]
+    # pm1 got the new version before the failure: it cannot go back on the old one.
+    assert restore(upgrade, "early", {"pm1": NEW}, play_hosts=["pm1"]) == []
+    assert restore(upgrade, "stop", {"pm2": OLD, "pm3": OLD}, unreachable=["pm3"], play_hosts=["pm2", "pm3"]) == [
+        "pm2"]
+
+
+def test_after_package_managers_first_step_nothing_goes_back_the_schema_may_have_moved():
+    nodes = cluster(2)
+    upgrade = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert restore(upgrade, "first", {"pm1": NEW, "pm2": OLD}, play_hosts=["pm1"]) == []
+    assert restore(upgrade, "rest", {"pm1": NEW, "pm2": OLD}, play_hosts=["pm2"]) == []
+
+
+def test_connects_first_step_puts_the_stopped_nodes_back_while_no_first_node_has_the_target():
+    nodes = cluster(2, prefix="c")
+    upgrade = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
+    assert restore(upgrade, "first", {"c1": OLD, "c2": OLD}, play_hosts=["c1"], record=CONNECT) == ["c1", "c2"]
+    assert restore(upgrade, "first", {"c1": NEW, "c2": OLD}, play_hosts=["c1"], record=CONNECT) == []
+    assert restore(upgrade, "first", {"c1": OLD, "c2": OLD}, unreachable=["c1"], play_hosts=["c1"],
+                   record=CONNECT) == []
+
+
+def test_nothing_goes_back_once_a_node_serves_the_target():
+    nodes = cluster(3, pm1=node(NEW))
+    upgrade = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes, {"pm1": NEW}))
+    assert restore(upgrade, "stop", {"pm2": OLD, "pm3": OLD}, play_hosts=["pm2", "pm3"]) == []
+
+
+def test_a_node_that_did_not_serve_before_the_run_is_not_put_back():
+    nodes = cluster(2, prefix="c", c2=node(active=False, healthy=False))
+    upgrade = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
+    assert restore(upgrade, "stop", {"c1": OLD, "c2": OLD}, play_hosts=["c1", "c2"], record=CONNECT) == ["c1"]
