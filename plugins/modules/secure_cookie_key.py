@@ -276,8 +276,8 @@ def _validate(module):
     params = module.params
     if params["min_bits"] < ABSOLUTE_MIN_BITS:
         module.fail_json(msg="min_bits is %d, but a shared key needs at least %d bits (Workbench's minimum). Set "
-                             "min_bits to %d or more, or leave it out." % (params["min_bits"], ABSOLUTE_MIN_BITS,
-                                                                          ABSOLUTE_MIN_BITS))
+                             "min_bits to %d or more, or leave it out."
+                             % (params["min_bits"], ABSOLUTE_MIN_BITS, ABSOLUTE_MIN_BITS))
     try:
         mode = parse_mode(params["mode"])
     except ValueError as exc:

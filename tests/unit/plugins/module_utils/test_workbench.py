@@ -203,8 +203,8 @@ def test_list_nodes_header_only_is_no_nodes(cli_output):
     ("@rstudio-server/list-nodes-misaligned.txt", "line 2 is not aligned under the header"),
     ("", "expected a header line starting with 'ID'"),
     ("@rstudio-server/error-lb-disabled.txt", "expected a header line starting with 'ID'"),
-    ("Cluster\n-------\nProtocol\nHttp\n", "expected a header line starting with 'ID' (ID  Host  IPv4  Port  "
-                                             "Status ...), got 'Cluster'"),
+    ("Cluster\n-------\nProtocol\nHttp\n",
+     "expected a header line starting with 'ID' (ID  Host  IPv4  Port  Status ...), got 'Cluster'"),
     ("ID  Host  IPv4  Port\n1   a     b     1\n", "the header has no 'Status' column"),
     ("ID  IPv4  Port\n1   b     1\n", "the header has no 'Host' or 'Status' column"),
     ("ID  Host  IPv4  Port  Status\nx   a           1     Online\n", "line 2: node ID 'x' is not a number"),

@@ -87,8 +87,8 @@ def test_package_manager_listing_variants(run_module, fake_cli, call_factory, cl
     assert bool(result["_warnings"]) is json_refused
 
 
-def test_package_manager_unreadable_json_and_human_listing_fail_with_the_output(run_module, fake_cli, call_factory,
-                                                                                 cli_output):
+def test_package_manager_unreadable_json_and_human_listing_fail_with_the_output(
+        run_module, fake_cli, call_factory, cli_output):
     failed, result = run(run_module, fake_cli, call_factory, "package_manager", [
         call_factory(PM_JSON, 0, '{"nodes": "pm1"}'),
         call_factory(PM_HUMAN, 0, cli_output("rspm/cluster-nodes-truncated.txt"))])
