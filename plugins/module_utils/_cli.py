@@ -158,6 +158,8 @@ class ProductCli:
 
     product = None
     default_path = None
+    # When the product has no command that removes a node from its cluster: why, and what to do instead.
+    cannot_delete_nodes = None
 
     def __init__(self, module, path=None):
         self.module = module

@@ -195,6 +195,9 @@ def parse_cluster_error(stderr):
 class PackageManagerCli(ProductCli):
     product = "Posit Package Manager"
     default_path = RSPM_PATH
+    cannot_delete_nodes = ("state=absent is only for Workbench: Package Manager has no command to remove a node from "
+                           "its cluster. Stop the node's rstudio-pm service and remove it from the load balancer "
+                           "instead.")
 
     def __init__(self, module, path=None):
         super(PackageManagerCli, self).__init__(module, path)

@@ -188,7 +188,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.positops.ha.plugins.module_utils._cluster import (
-    cluster_argument_spec, describe_nodes, product_cli)
+    PRODUCT_CLIS, cluster_argument_spec, describe_nodes, product_cli)
 from ansible_collections.positops.ha.plugins.module_utils._workbench import LIVE_STATUSES, is_local, local_identity
 
 POLL_INTERVAL = 1.0
@@ -218,10 +218,9 @@ def _validate(module):
         module.fail_json(msg="nodes is empty; list at least one node.")
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second, got %d." % params["timeout"])
-    if params["product"] == "package_manager" and params["state"] == "absent":
-        module.fail_json(msg="state=absent is only for Workbench: Package Manager has no command to remove a "
-                             "node from its cluster. Stop the node's rstudio-pm service and remove it from the "
-                             "load balancer instead.")
+    adapter = PRODUCT_CLIS.get(params["product"])
+    if params["state"] == "absent" and adapter is not None and adapter.cannot_delete_nodes:
+        module.fail_json(msg=adapter.cannot_delete_nodes)
     return requested
 
 
