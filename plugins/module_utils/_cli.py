@@ -11,19 +11,132 @@ executable once and turns sub-commands into argument lists. Every call goes thro
 which forces the C locale (the parsers read English, fixed-format output) and records the command line, so a
 module can return exactly what it ran. Parsers are pure functions that raise :class:`CliParseError`; when one
 does, :meth:`ProductCli.parse` fails the module with the command, its exit code, stdout and stderr.
+
+Each adapter's ``list_nodes()`` returns the cluster's nodes as :func:`node_record` dicts, one shape for every
+product, so the modules and playbooks never ask which product printed them. :func:`read_table` reads the
+column-aligned listings both products print, finding columns by their header titles.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 
 # The parsers expect untranslated messages and ASCII column alignment.
 CLI_ENVIRONMENT = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 
 
+# The fields of a node record, documented as RV(nodes) in cluster_node and cluster_node_info.
+NODE_FIELDS = ("name", "id", "version", "status", "mode", "ipv4", "port", "last_seen", "health", "missed_check_in")
+
+
 class CliParseError(ValueError):
     """Raised by a parser when the tool printed something it does not understand."""
+
+
+def node_record(name, status, mode, **fields):
+    """One cluster node, in the shape every adapter returns; fields a product does not print are None."""
+    unknown = sorted(set(fields) - set(NODE_FIELDS))
+    if unknown:
+        raise ValueError("not node record fields: %s" % ", ".join(unknown))
+    record = dict.fromkeys(NODE_FIELDS)
+    record.update(fields, name=name, status=status, mode=mode)
+    return record
+
+
+def _title_pattern(title):
+    """A header title as a case-insensitive regex: whole words, any run of spaces between them."""
+    return re.compile(r"(?<!\S)%s(?!\S)" % r"\s+".join(re.escape(word) for word in title.split()), re.IGNORECASE)
+
+
+def _known_key(title, columns):
+    """The key of the column one of whose spellings is ``title`` (case and spacing aside), else None."""
+    wanted = " ".join(title.lower().split())
+    for key, titles in columns:
+        if wanted in (" ".join(spelling.lower().split()) for spelling in titles):
+            return key
+    return None
+
+
+def header_columns(header, columns):
+    """Find the columns of a table header by their titles.
+
+    ``columns`` is a sequence of ``(key, titles)``: ``titles`` are the spellings a product may use, matched
+    case-insensitively as whole words (longer spellings first, so ``Host Name`` wins over ``Host``). Words of the
+    header that belong to no known column are extra columns (key ``None``): they are kept only so that their
+    values end the column before them. Returns ``[(key, title, start)]`` in the order the header shows them;
+    for a tab-separated header ``start`` is the column's index.
+    """
+    if "\t" in header:
+        titles = [title.strip() for title in header.strip("\n").split("\t")]
+        return [(_known_key(title, columns), title, index) for index, title in enumerate(titles)]
+    taken = []
+    found = []
+    for key, titles in columns:
+        for title in sorted(titles, key=len, reverse=True):
+            match = next((m for m in _title_pattern(title).finditer(header)
+                          if not any(m.start() < end and start < m.end() for start, end in taken)), None)
+            if match:
+                taken.append((match.start(), match.end()))
+                found.append((key, match.group(0), match.start()))
+                break
+    # What is left: words of no known title; words one space apart make one title (such as "Last Seen").
+    extra = []
+    for match in re.finditer(r"\S+", header):
+        if any(match.start() < end and start < match.end() for start, end in taken):
+            continue
+        if extra and extra[-1][1] == match.start() - 1:
+            extra[-1] = (extra[-1][0], match.end())
+        else:
+            extra.append((match.start(), match.end()))
+    found.extend((None, header[start:end], start) for start, end in extra)
+    return sorted(found, key=lambda column: column[2])
+
+
+def _cells(row, found, number, split_on_white_space, tabs):
+    if tabs:
+        cells = [cell.strip() for cell in row.split("\t")]
+        if len(cells) != len(found):
+            raise CliParseError("line %d has %d tab-separated values where the header has %d titles: %r"
+                                % (number, len(cells), len(found), row))
+        return cells
+    starts = [start for key, title, start in found]
+    if row[:starts[0]].strip():
+        raise CliParseError("line %d starts before the header's first column %r: %r" % (number, found[0][1], row))
+    overrun = [title for key, title, start in found[1:] if start < len(row) and row[start - 1] != " "]
+    if not overrun:
+        return [row[start:end].strip() for start, end in zip(starts, starts[1:] + [len(row)])]
+    if split_on_white_space and len(row.split()) == len(found):
+        return row.split()
+    raise CliParseError("line %d is not aligned under the header: its value before column %r runs into it: %r"
+                        % (number, overrun[0], row))
+
+
+def read_table(lines, columns, first_line=1, split_on_white_space=False):
+    """Read the rows of a table whose header is ``lines[0]``; return one ``{key: value or None}`` per row.
+
+    Values are cut at the start positions of the header's titles, so a value may contain spaces (a Workbench
+    status such as ``Failed to resolve``) and may be empty. A row whose value runs into the next column is
+    refused, unless ``split_on_white_space`` is set (no value can contain a space) and the row has exactly one
+    word per column, as when a header and its rows are separated by single spaces. A tab-separated header means
+    tab-separated rows. Blank rows and a line of dashes right under the header are skipped. Each row also gets
+    ``_line``, its line number in the output (``first_line`` is the header's), for messages.
+    """
+    header = lines[0]
+    found = header_columns(header, columns)
+    tabs = "\t" in header
+    rows = []
+    for offset, row in enumerate(lines[1:], start=1):
+        number = first_line + offset
+        if not row.strip() or (offset == 1 and re.match(r"^[\s\-=+|]+$", row)):
+            continue
+        values = {"_line": number}
+        for (key, title, start), cell in zip(found, _cells(row, found, number, split_on_white_space, tabs)):
+            if key is not None:
+                values[key] = cell or None
+        rows.append(values)
+    return rows
 
 
 class CliResult:
@@ -45,12 +158,18 @@ class ProductCli:
 
     product = None
     default_path = None
+    # When the product has no command that removes a node from its cluster: why, and what to do instead.
+    cannot_delete_nodes = None
 
     def __init__(self, module, path=None):
         self.module = module
         self.path = path or self.default_path
         # Every command run, in order; modules return it as ``commands``.
         self.commands = []
+
+    def list_nodes(self):
+        """The cluster's nodes as :func:`node_record` dicts, in the order the product lists them."""
+        raise NotImplementedError("%s has no node listing" % self.product)
 
     def ensure_available(self):
         """Fail early, and clearly, when the CLI is not installed where we expect it."""

@@ -4,9 +4,11 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""What cluster_node and cluster_node_info share: options, the product adapters, one node record shape.
+"""What cluster_node and cluster_node_info share: options, and the registry of product adapters.
 
-The options are documented once, in ``plugins/doc_fragments/cluster_cli.py``.
+Each adapter returns the cluster's nodes in one record shape (``_cli.node_record``), so nothing here or in the
+modules asks which product printed them. The options are documented once, in
+``plugins/doc_fragments/cluster_cli.py``.
 """
 
 from __future__ import annotations
@@ -14,54 +16,43 @@ from __future__ import annotations
 from ansible_collections.positops.ha.plugins.module_utils._package_manager import PackageManagerCli
 from ansible_collections.positops.ha.plugins.module_utils._workbench import WorkbenchCli
 
+# The products with a node CLI, and the adapter of each.
 PRODUCT_CLIS = {"package_manager": PackageManagerCli, "workbench": WorkbenchCli}
 
 CONNECT_HAS_NO_NODE_CLI = (
     "Posit Connect has no command to list or change cluster nodes: its nodes are not aware of each other. "
     "Take a Connect node out by stopping the rstudio-connect service (or draining it at the load balancer) and "
     "bring it back by starting the service; use ansible.builtin.systemd_service and your load balancer for that.")
+# Products accepted as an option only to be refused, with what to do instead.
+PRODUCTS_WITHOUT_NODE_CLI = {"connect": CONNECT_HAS_NO_NODE_CLI}
 
 
 def cluster_argument_spec():
     """Options common to the cluster modules (documented by the positops.ha.cluster_cli doc fragment)."""
     return dict(
-        product=dict(type="str", required=True, choices=["package_manager", "workbench", "connect"]),
+        product=dict(type="str", required=True, choices=list(PRODUCT_CLIS) + list(PRODUCTS_WITHOUT_NODE_CLI)),
         cli_path=dict(type="path"),
     )
 
 
 def product_cli(module):
-    """The adapter for ``module.params['product']``, checked to be installed; refuses Connect."""
+    """The adapter for ``module.params['product']``, checked to be installed; refuses a product without one."""
     product = module.params["product"]
-    if product == "connect":
-        module.fail_json(msg=CONNECT_HAS_NO_NODE_CLI)
+    if product in PRODUCTS_WITHOUT_NODE_CLI:
+        module.fail_json(msg=PRODUCTS_WITHOUT_NODE_CLI[product])
     cli = PRODUCT_CLIS[product](module, module.params.get("cli_path"))
     cli.ensure_available()
     return cli
 
 
-def node_record(product, raw):
-    """One shape for both products so playbooks can read ``name``/``mode`` without caring which one it is."""
-    if product == "package_manager":
-        return {"name": raw["name"], "id": None, "version": raw["version"], "status": raw["mode"],
-                "mode": raw["mode"], "ipv4": None, "port": None, "last_seen": None}
-    return {"name": raw["name"], "id": raw["id"], "version": None, "status": raw["status"], "mode": raw["mode"],
-            "ipv4": raw["ipv4"], "port": raw["port"], "last_seen": raw["last_seen"]}
-
-
-def list_nodes(cli, product):
-    raw = cli.cluster_nodes() if product == "package_manager" else cli.list_nodes()
-    return [node_record(product, node) for node in raw]
-
-
 def describe_nodes(records):
-    """``A (online), B (offline)`` — for messages; Workbench nodes carry their ID."""
+    """``A (online), B (offline)`` — for messages; nodes with an ID carry it, missed check-ins are named."""
     parts = []
     for record in records:
-        label = record["name"] or "?"
+        details = [record["status"]]
         if record["id"] is not None:
-            label = "%s (ID %s, %s)" % (label, record["id"], record["status"])
-        else:
-            label = "%s (%s)" % (label, record["status"])
-        parts.append(label)
+            details.insert(0, "ID %s" % record["id"])
+        if record.get("missed_check_in") and record["status"] != "Missed check-in":
+            details.append("missed check-in, last seen %s" % record["last_seen"])
+        parts.append("%s (%s)" % (record["name"] or "?", ", ".join(details)))
     return ", ".join(parts) if parts else "none"

@@ -18,6 +18,14 @@ import string
 import zlib
 
 ABSOLUTE_MIN_BITS = 128  # Workbench's documented floor for secure-cookie-key
+# What a key must hold unless the task asks for more: Workbench's floor, which the keys Posit tells operators to
+# make (`echo $(uuid)`, seed 004) and `openssl rand -hex 16` meet.
+DEFAULT_MIN_BITS = 128
+# What a generated key holds (or min_bits, when larger): no reason to generate the bare minimum.
+GENERATED_BITS = 256
+# A random key of 128 bits or more in any usual alphabet shows far more distinct characters than this (a random
+# 32-digit hex key has fewer than 6 about once in 3 * 10^12); fewer means a pattern such as "abbaabab...".
+MIN_DISTINCT_CHARACTERS = 6
 # zlib adds a 2-byte header and a 4-byte Adler-32 checksum around the deflate stream.
 _ZLIB_FRAMING_BYTES = 6
 
@@ -61,39 +69,73 @@ def alphabet_size(data):
     return size
 
 
+def _compressed_bits(material):
+    return max(0, (len(zlib.compress(material, 9)) - _ZLIB_FRAMING_BYTES) * 8)
+
+
+def period(material):
+    """Length of the shortest unit whose repetition makes ``material`` (its own length when it repeats none)."""
+    border = [0] * len(material)
+    length = 0
+    for index in range(1, len(material)):
+        while length and material[index] != material[length]:
+            length = border[length - 1]
+        if material[index] == material[length]:
+            length += 1
+        border[index] = length
+    return len(material) - (border[-1] if material else 0)
+
+
 def strength(data):
     """Estimate the entropy of a key, in bits, two ways; return ``(alphabet_bits, compressed_bits)``.
 
     ``alphabet_bits`` is what a random string of this length over its alphabet would hold: it catches keys
-    that are too short. ``compressed_bits`` is the size deflate squeezes the key to: it catches repetition and
-    patterns (``aaaa...``, ``abab...``, a phrase repeated). A random key scores at least its alphabet bits on both.
+    that are too short. ``compressed_bits`` is the size deflate squeezes the key to, or the steps between its
+    characters to, whichever is smaller: it catches repetition and patterns (``aaaa...``, ``abab...``, a phrase
+    repeated, ``abcdef...``, ``0123...`` twice). A random key scores at least its alphabet bits on both.
     """
     material = key_material(data)
     if not material:
         return 0, 0
     alphabet_bits = int(len(material) * math.log2(alphabet_size(material)))
-    compressed_bits = max(0, (len(zlib.compress(material, 9)) - _ZLIB_FRAMING_BYTES) * 8)
+    steps = bytes((after - before) % 256 for before, after in zip(material, material[1:]))
+    compressed_bits = min(_compressed_bits(material), _compressed_bits(steps) + 8)
     return alphabet_bits, compressed_bits
 
 
 def weakness(data, min_bits):
-    """None when the key holds at least ``min_bits`` by both estimates, else a sentence saying why not."""
-    if not key_material(data):
+    """None when the key holds at least ``min_bits`` by every estimate, else a sentence saying why not.
+
+    Too short: its length over its alphabet holds fewer bits. Too little entropy: it uses fewer than
+    :data:`MIN_DISTINCT_CHARACTERS` characters, repeats a unit too short to hold ``min_bits``, or compresses
+    (itself or the steps between its characters) below ``min_bits``. Never quotes the key.
+    """
+    material = key_material(data)
+    if not material:
         return "it is empty"
     alphabet_bits, compressed_bits = strength(data)
+    alphabet = alphabet_size(material)
     if alphabet_bits < min_bits:
-        material = key_material(data)
         return ("it is too short: %d characters over an alphabet of %d symbols hold at most %d bits, and at least "
-                "%d are required" % (len(material), alphabet_size(material), alphabet_bits, min_bits))
+                "%d are required" % (len(material), alphabet, alphabet_bits, min_bits))
+    distinct = len(set(material))
+    if distinct < MIN_DISTINCT_CHARACTERS:
+        return ("it has too little entropy: it uses only %d distinct character%s, where a random key of this "
+                "length uses many more" % (distinct, "" if distinct == 1 else "s"))
+    unit = period(material)
+    unit_bits = int(unit * math.log2(alphabet))
+    if unit * 2 <= len(material) and unit_bits < min_bits:
+        return ("it has too little entropy: it repeats a %d-character pattern, which holds at most %d bits, below "
+                "the %d required" % (unit, unit_bits, min_bits))
     if compressed_bits < min_bits:
         return ("it has too little entropy: it is repetitive or patterned and compresses to %d bits, below the "
                 "%d required" % (compressed_bits, min_bits))
     return None
 
 
-def generate(min_bits):
-    """A random hex key with at least ``min_bits`` bits of entropy, with a trailing newline."""
-    return (secrets.token_hex((min_bits + 7) // 8) + "\n").encode()
+def generate(bits):
+    """A random hex key with at least ``bits`` bits of entropy, with a trailing newline."""
+    return (secrets.token_hex((bits + 7) // 8) + "\n").encode()
 
 
 def parse_mode(value):

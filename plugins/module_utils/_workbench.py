@@ -6,27 +6,52 @@
 # Do not use this from other collections or standalone plugins/modules!
 """Posit Workbench's ``rstudio-server`` CLI: node listing, local online/offline, node deletion.
 
-Output formats (docs/CONTRACTS.md):
-- ``rstudio-server list-nodes``: a header ``ID  Host  IPv4  Port  Status  Last Seen`` and one fixed-width row per
-  node, aligned under the header. Status may contain spaces; Last Seen is ``YYYY-MM-DD HH:MM:SS`` or empty.
+What is known of the output (docs/CONTRACTS.md; tests/unit/plugins/cli_output/sources.yml names each sample):
+- ``rstudio-server list-nodes``: a header (``ID  Host  IPv4  Port  Status`` and, from 2021.09, ``Last Seen``;
+  seed 004 adds a health column) and one row per node, aligned under the header. Status may contain spaces.
+  Real releases print a ``Cluster`` / ``Protocol`` block before the table (Posit's 2021.09 announcement); lines
+  before the header are skipped. Last Seen is the server's local time, ``YYYY-Mon-DD HH:MM:SS`` in the announcement,
+  ``YYYY-MM-DD HH:MM:SS`` in the emulator, possibly with a zone or an offset; or empty. No machine-readable format
+  is documented.
 - ``rstudio-server delete-node ID``: ``Node ID deleted.``; an unknown ID exits 1 with ``Error: node ID not found``.
 - ``rstudio-server offline|online``: act on the local node only.
+
+A node that is Online but has not checked in for 10 minutes is "Missed check-in": ``list-nodes`` prints that status
+itself; the parser also derives it from Last Seen and the current time, so a listing that prints Online for a
+silent node is not taken at its word.
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import re
 import socket
+import time
 
-from ansible_collections.positops.ha.plugins.module_utils._cli import CliParseError, ProductCli
+from ansible_collections.positops.ha.plugins.module_utils._cli import (
+    CliParseError, ProductCli, header_columns, node_record, read_table)
+
+try:
+    from zoneinfo import ZoneInfo  # Python 3.9+; only for a Last Seen that names an IANA zone
+except ImportError:  # pragma: no cover - older Pythons read such a zone as the local time zone
+    ZoneInfo = None
 
 RSTUDIO_SERVER_PATH = "/usr/sbin/rstudio-server"
 LOAD_BALANCER_CONFIG = "/etc/rstudio/load-balancer"
 
-# Column titles in the order list-nodes prints them; "Last Seen" is absent from older releases.
-COLUMNS = (("id", "ID"), ("name", "Host"), ("ipv4", "IPv4"), ("port", "Port"), ("status", "Status"),
-           ("last_seen", "Last Seen"))
-OPTIONAL_COLUMNS = ("last_seen",)
+# Column titles list-nodes may print (case is ignored). ID, Host and Status are required; the others are read
+# when present, and columns of other titles are skipped.
+COLUMNS = (
+    ("id", ("ID",)),
+    ("name", ("Host", "Host Name", "Hostname")),
+    ("ipv4", ("IPv4", "IP Address", "IP")),
+    ("port", ("Port",)),
+    ("status", ("Status",)),
+    ("health", ("Health",)),
+    ("last_seen", ("Last Seen", "Last Seen Time", "Last Check-in", "Last Check In")),
+)
+REQUIRED_COLUMNS = ("id", "name", "status")
 
 # Statuses documented by Posit, and the mode each one means (None: neither serving nor cleanly offline).
 STATUS_MODES = {
@@ -41,62 +66,143 @@ STATUS_MODES = {
     # Online in the database but silent for 10 minutes: not a node to count on.
     "Missed check-in": None,
 }
+MISSED_CHECK_IN = "Missed check-in"
+# An Online node checks in every 5 minutes; Workbench calls it "Missed check-in" after 10 (seed 004).
+MISSED_CHECK_IN_SECONDS = 600
 # A node in one of these states is (or is about to be) serving sessions; deleting it loses data.
 LIVE_STATUSES = ("Online", "Starting")
 
-_LAST_SEEN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_MONTHS = dict((name, number) for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1))
+_STAMP = re.compile(
+    r"^(?P<year>\d{4})[-/](?P<month>\d{1,2}|[A-Za-z]{3})[-/](?P<day>\d{1,2})[ T]"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?"
+    r"\s*(?P<zone>.*)$")
+_OFFSET = re.compile(r"^(?:(?:UTC|GMT)\s*)?(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?$",
+                     re.IGNORECASE)
+_ZONE_NAME = re.compile(r"^(?:[A-Za-z]{2,6}|[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)+)$")
 _DELETED = re.compile(r"^Node (?P<id>\d+) deleted\.?$", re.MULTILINE)
 
-
-def _column_starts(header):
-    starts = []
-    position = 0
-    for key, title in COLUMNS:
-        match = re.search(r"(?:^|(?<= ))%s(?= |$)" % re.escape(title), header[position:])
-        if match is None:
-            if key in OPTIONAL_COLUMNS:
-                continue
-            raise CliParseError("the header has no %r column: %r" % (title, header))
-        starts.append((key, position + match.start()))
-        position += match.end()
-    return starts
+_CANONICAL_STATUS = dict((status.lower(), status) for status in STATUS_MODES)
 
 
-def parse_list_nodes(text):
-    """Parse ``rstudio-server list-nodes`` into records ``{id, name, ipv4, port, status, last_seen, mode}``."""
+def wall_clock():
+    """Seconds since the epoch now; the module tests replace it with a fixed clock."""
+    return time.time()
+
+
+def parse_last_seen(text):
+    """Read a Last Seen time stamp: ``(naive datetime, UTC offset in seconds or None, zone name or None)``.
+
+    Accepts ``YYYY-MM-DD HH:MM:SS`` and ``YYYY-Mon-DD HH:MM:SS`` (English month abbreviations, as Boost prints
+    them), ``T`` between date and time, a fraction of a second, and then optionally ``Z``, ``UTC``/``GMT``, an
+    offset (``+01:00``, ``-0500``, ``UTC+1``) or a zone name (``CET``, ``Europe/Berlin``).
+    """
+    match = _STAMP.match(text.strip())
+    if match is None:
+        raise ValueError("not a date and time")
+    month = match.group("month")
+    month = int(month) if month.isdigit() else _MONTHS.get(month.lower())
+    if month is None:
+        raise ValueError("unknown month %r" % match.group("month"))
+    fraction = (match.group("fraction") or "0")[:6].ljust(6, "0")
+    stamp = datetime.datetime(int(match.group("year")), month, int(match.group("day")), int(match.group("hour")),
+                              int(match.group("minute")), int(match.group("second")), int(fraction))
+    zone = match.group("zone").strip()
+    if not zone:
+        return stamp, None, None
+    if zone.upper() in ("Z", "UTC", "GMT", "UT"):
+        return stamp, 0, zone
+    offset = _OFFSET.match(zone)
+    if offset:
+        seconds = int(offset.group("hours")) * 3600 + int(offset.group("minutes") or 0) * 60
+        if seconds > 14 * 3600:
+            raise ValueError("offset %r is out of range" % zone)
+        return stamp, -seconds if offset.group("sign") == "-" else seconds, zone
+    if _ZONE_NAME.match(zone):
+        return stamp, None, zone
+    raise ValueError("unknown zone %r" % zone)
+
+
+def local_epoch(stamp, zone=None):
+    """Seconds since the epoch of a time stamp in this host's local time zone, which list-nodes prints in.
+
+    A zone abbreviation that names this host's daylight-saving zone (``time.tzname[1]``) settles an hour that
+    occurs twice when the clocks go back; any other name is taken as the local zone, as documented.
+    """
+    is_dst = -1
+    names = [name.upper() for name in time.tzname]
+    if zone and zone.upper() in names and names[0] != names[1]:
+        is_dst = names.index(zone.upper())
+    return time.mktime(stamp.timetuple()[:8] + (is_dst,)) + stamp.microsecond / 1e6
+
+
+def last_seen_epoch(text, to_epoch=local_epoch):
+    """Seconds since the epoch of a Last Seen value; ``to_epoch(stamp, zone)`` converts a local time."""
+    stamp, offset, zone = parse_last_seen(text)
+    if offset is not None:
+        return calendar.timegm(stamp.timetuple()) + stamp.microsecond / 1e6 - offset
+    if zone and "/" in zone and ZoneInfo is not None:
+        try:
+            return stamp.replace(tzinfo=ZoneInfo(zone)).timestamp()
+        except (KeyError, ValueError, OSError):
+            raise ValueError("unknown time zone %r" % zone)
+    return to_epoch(stamp, zone)
+
+
+def _find_header(lines):
+    """The index of the header line: the first whose first word is ID (lines before it are a preamble)."""
+    for index, line in enumerate(lines):
+        if line.split()[:1] and line.split()[0].upper() == "ID":
+            return index
+    first = next((line for line in lines if line.strip()), "")
+    raise CliParseError("expected a header line starting with 'ID' (ID  Host  IPv4  Port  Status ...), got %r"
+                        % first)
+
+
+def parse_list_nodes(text, now=None, to_epoch=local_epoch):
+    """Parse ``rstudio-server list-nodes`` into node records, in the order printed.
+
+    ``now`` (seconds since the epoch) lets the parser mark an Online node whose Last Seen is more than 10 minutes
+    old as a missed check-in (``missed_check_in``, mode None), as Workbench itself does; ``to_epoch`` converts a
+    Last Seen without an offset, which is in the local time zone.
+    """
     lines = [line.rstrip() for line in text.splitlines()]
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    if not lines or not lines[0].lstrip().startswith("ID"):
-        raise CliParseError("expected a header line starting with 'ID', got %r" % (lines[0] if lines else ""))
-    starts = _column_starts(lines[0])
+    index = _find_header(lines)
+    header = lines[index]
+    keys = set(key for key, title, start in header_columns(header, COLUMNS))
+    missing = [title for key, titles in COLUMNS for title in titles[:1] if key in REQUIRED_COLUMNS and key not in keys]
+    if missing:
+        raise CliParseError("the header has no %s column: %r" % (" or ".join(repr(t) for t in missing), header))
     nodes = []
-    for number, row in enumerate(lines[1:], start=2):
-        if not row.strip():
-            continue
-        record = {"last_seen": None}
-        for index, (key, start) in enumerate(starts):
-            end = starts[index + 1][1] if index + 1 < len(starts) else len(row)
-            # A value that runs into the next column means the row is not aligned under the header.
-            if index and start < len(row) and row[start - 1] != " ":
-                raise CliParseError("line %d is not aligned under the header (column %r): %r"
-                                    % (number, dict(COLUMNS)[key], row))
-            record[key] = row[start:end].strip() or None
-        node_id = record["id"] or ""
+    for row in read_table(lines[index:], COLUMNS, first_line=index + 1):
+        number, line = row["_line"], lines[row["_line"] - 1]
+        node_id = row.get("id") or ""
         if not node_id.isdigit():
-            raise CliParseError("line %d: node ID %r is not a number: %r" % (number, node_id, row))
-        record["id"] = int(node_id)
-        if record["port"] is not None:
-            if not record["port"].isdigit():
-                raise CliParseError("line %d: port %r is not a number: %r" % (number, record["port"], row))
-            record["port"] = int(record["port"])
-        if not record["status"]:
-            raise CliParseError("line %d has no status: %r" % (number, row))
-        if record["last_seen"] is not None and not _LAST_SEEN.match(record["last_seen"]):
-            raise CliParseError("line %d: last seen %r is not YYYY-MM-DD HH:MM:SS: %r"
-                                % (number, record["last_seen"], row))
-        record["mode"] = STATUS_MODES.get(record["status"])
-        nodes.append(record)
+            raise CliParseError("line %d: node ID %r is not a number: %r" % (number, node_id, line))
+        port = row.get("port")
+        if port is not None and not port.isdigit():
+            raise CliParseError("line %d: port %r is not a number: %r" % (number, port, line))
+        status = row.get("status")
+        if not status:
+            raise CliParseError("line %d has no status: %r" % (number, line))
+        last_seen = row.get("last_seen")
+        seen_at = None
+        if last_seen is not None:
+            try:
+                seen_at = last_seen_epoch(last_seen, to_epoch)
+            except (ValueError, OverflowError) as exc:
+                raise CliParseError("line %d: last seen %r is not a time stamp such as 2026-11-23 12:40:05 or "
+                                    "2021-Sep-20 17:08:53, optionally with a zone (%s): %r"
+                                    % (number, last_seen, exc, line))
+        canonical = _CANONICAL_STATUS.get(status.lower(), status)
+        missed = canonical == MISSED_CHECK_IN or (
+            canonical == "Online" and now is not None and seen_at is not None
+            and now - seen_at > MISSED_CHECK_IN_SECONDS)
+        nodes.append(node_record(
+            row.get("name"), status, None if missed else STATUS_MODES.get(canonical), id=int(node_id),
+            ipv4=row.get("ipv4"), port=int(port) if port is not None else None, last_seen=last_seen,
+            health=row.get("health"), missed_check_in=missed))
     return nodes
 
 
@@ -153,7 +259,9 @@ class WorkbenchCli(ProductCli):
     default_path = RSTUDIO_SERVER_PATH
 
     def list_nodes(self):
-        return self.check(["list-nodes"], parse_list_nodes)
+        """The cluster's nodes as records; Online nodes silent for 10 minutes are marked as missed check-ins."""
+        now = wall_clock()
+        return self.check(["list-nodes"], lambda text: parse_list_nodes(text, now=now))
 
     def set_local_mode(self, mode):
         if mode not in ("online", "offline"):

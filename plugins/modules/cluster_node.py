@@ -13,7 +13,8 @@ description:
   - Changes the mode of cluster nodes through the product's own command line tool and waits until every node
     has reached it.
   - For Posit Package Manager it runs C(rspm cluster offline|online --nodes=... --timeout=...), which may be run on
-    any node of the cluster and changes the named nodes.
+    any node of the cluster and changes the named nodes. The node list is read as JSON
+    (C(--output-format=json)) when this C(rspm) gives it, else from its human listing.
   - For Posit Workbench, C(rstudio-server offline|online) act only on the node they run on, so the task must run
     on the node it changes (use C(delegate_to)); the module refuses to change another node. O(state=absent) runs
     C(rstudio-server delete-node ID), which may be run from any node.
@@ -37,8 +38,8 @@ options:
       - V(online) and V(offline) set the node mode.
       - V(absent) removes Workbench nodes from the cluster with C(rstudio-server delete-node). It is refused for a
         node whose status is C(Online) or C(Starting) (stop the node first, since deleting a serving node loses its
-        sessions). A node missing from the list already is absent. Package Manager has no such command, so
-        V(absent) is refused for O(product=package_manager).
+        sessions), unless it has missed its check-in (then the module warns). A node missing from the list already
+        is absent. Package Manager has no such command, so V(absent) is refused for O(product=package_manager).
     type: str
     choices: [online, offline, absent]
     default: online
@@ -125,7 +126,10 @@ nodes:
       type: str
       sample: offline
     mode:
-      description: V(online), V(offline), or V(null) for a Workbench status that is neither.
+      description:
+        - V(online), V(offline), or V(null) for a Workbench status that is neither.
+        - V(null) also for a Workbench node that has missed its check-in (RV(nodes[].missed_check_in)), even when
+          its status reads C(Online).
       type: str
       sample: offline
     ipv4:
@@ -137,12 +141,26 @@ nodes:
       type: int
       sample: 8787
     last_seen:
-      description: Workbench last check-in time (server local time); V(null) when unknown or for Package Manager.
+      description:
+        - Workbench last check-in time as C(rstudio-server list-nodes) prints it (server local time, for example
+          C(2026-11-23 12:40:05) or C(2021-Sep-20 17:08:53), possibly followed by a zone or offset).
+        - V(null) when the listing has no such column or value, and for Package Manager.
       type: str
       sample: "2026-11-23 12:40:05"
+    health:
+      description: Workbench node health, when C(rstudio-server list-nodes) prints a Health column; else V(null).
+      type: str
+      sample: null
+    missed_check_in:
+      description:
+        - Whether a Workbench node has missed its check-in, either as printed (status C(Missed check-in)) or
+          because its status is C(Online) but its last check-in is more than 10 minutes old.
+        - V(null) for Package Manager.
+      type: bool
+      sample: false
   sample:
     - {name: pm1, id: null, version: 2023.12.0-13, status: offline, mode: offline, ipv4: null, port: null,
-       last_seen: null}
+       last_seen: null, health: null, missed_check_in: null}
 changed_nodes:
   description: Names of the nodes that were changed (in check mode, that would be changed).
   returned: success
@@ -160,8 +178,8 @@ commands:
   type: list
   elements: str
   sample:
-    - /opt/rstudio-pm/bin/rspm cluster nodes
-    - /opt/rstudio-pm/bin/rspm cluster offline --nodes=pm1 --timeout=60
+    - /opt/rstudio-pm/bin/rspm cluster nodes --output-format=json
+    - /opt/rstudio-pm/bin/rspm cluster offline --nodes=pm1 --timeout=60 --output-format=json
 """
 
 import re
@@ -170,9 +188,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.positops.ha.plugins.module_utils._cluster import (
-    cluster_argument_spec, describe_nodes, list_nodes, node_record, product_cli)
-from ansible_collections.positops.ha.plugins.module_utils._package_manager import (
-    parse_cluster_error, parse_cluster_nodes)
+    PRODUCT_CLIS, cluster_argument_spec, describe_nodes, product_cli)
 from ansible_collections.positops.ha.plugins.module_utils._workbench import LIVE_STATUSES, is_local, local_identity
 
 POLL_INTERVAL = 1.0
@@ -202,10 +218,9 @@ def _validate(module):
         module.fail_json(msg="nodes is empty; list at least one node.")
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second, got %d." % params["timeout"])
-    if params["product"] == "package_manager" and params["state"] == "absent":
-        module.fail_json(msg="state=absent is only for Workbench: Package Manager has no command to remove a "
-                             "node from its cluster. Stop the node's rstudio-pm service and remove it from the "
-                             "load balancer instead.")
+    adapter = PRODUCT_CLIS.get(params["product"])
+    if params["state"] == "absent" and adapter is not None and adapter.cannot_delete_nodes:
+        module.fail_json(msg=adapter.cannot_delete_nodes)
     return requested
 
 
@@ -216,7 +231,7 @@ def _finish(module, cli, records, changed_nodes, waited):
 
 def package_manager(module, cli, requested):
     state = module.params["state"]
-    records = list_nodes(cli, "package_manager")
+    records = cli.list_nodes()
     by_name = dict((record["name"], record) for record in records)
     unknown = [name for name in requested if name not in by_name]
     if unknown:
@@ -232,10 +247,9 @@ def package_manager(module, cli, requested):
     result = cli.set_mode(state, to_change, module.params["timeout"])
     waited = _now() - started
     if result.rc != 0:
-        error = parse_cluster_error(result.stderr)
+        error = cli.mode_error(result)
         if error and error["kind"] == "timeout":
-            after = cli.parse(result, parse_cluster_nodes)
-            by_name = dict((node["name"], node_record("package_manager", node)) for node in after)
+            by_name = dict((node["name"], node) for node in cli.listing(result))
             cli.fail_command("Timed out after %ss waiting for node(s) to be %s: %s." % (
                 module.params["timeout"], state,
                 describe_nodes([by_name[name] for name in requested if name in by_name])), result,
@@ -246,8 +260,7 @@ def package_manager(module, cli, requested):
         cli.fail_command("`%s` failed with exit code %s: %s" % (
             result.command, result.rc, (result.stderr or result.stdout).strip()), result)
 
-    after = dict((node["name"], node_record("package_manager", node))
-                 for node in cli.parse(result, parse_cluster_nodes))
+    after = dict((node["name"], node) for node in cli.listing(result))
     missing = [name for name in requested if name not in after]
     wrong = [after[name] for name in requested if name in after and after[name]["mode"] != state]
     if missing or wrong:
@@ -287,7 +300,7 @@ def _wait_workbench(module, cli, done, describe_pending, started):
     """Poll list-nodes until ``done(records)`` holds or the deadline passes; return (records, waited)."""
     deadline = started + module.params["timeout"]
     while True:
-        records = list_nodes(cli, "workbench")
+        records = cli.list_nodes()
         if done(records):
             return records, _now() - started
         if _now() >= deadline:
@@ -299,18 +312,18 @@ def _wait_workbench(module, cli, done, describe_pending, started):
 
 def workbench(module, cli, requested):
     state = module.params["state"]
-    records = list_nodes(cli, "workbench")
+    records = cli.list_nodes()
     targets = _resolve_workbench(module, cli, requested, records, allow_unknown=(state == "absent"))
     target_ids = [target["id"] for target in targets]
 
     if state == "absent":
-        live = [target for target in targets if target["status"] in LIVE_STATUSES]
+        live = [target for target in targets if target["status"] in LIVE_STATUSES and not target["missed_check_in"]]
         if live:
             module.fail_json(msg="Refusing to delete Workbench node(s) that are still serving: %s. Stop "
                                  "rstudio-server on them first (deleting a running node loses its sessions)."
                              % describe_nodes(live), nodes=targets, commands=cli.commands)
         for target in targets:
-            if target["status"] == "Missed check-in":
+            if target["missed_check_in"]:
                 module.warn("Deleting Workbench node %s (ID %s), which has missed its check-in; make sure "
                             "rstudio-server is stopped on it." % (target["name"], target["id"]))
         changed = [target["name"] or str(target["id"]) for target in targets]
@@ -360,6 +373,10 @@ def workbench(module, cli, requested):
     _finish(module, cli, [by_id[node_id] for node_id in target_ids], changed, waited)
 
 
+# How each product changes nodes: Package Manager from any node, Workbench only on the node itself.
+CHANGE_NODES = {"package_manager": package_manager, "workbench": workbench}
+
+
 def main():
     argument_spec = cluster_argument_spec()
     argument_spec.update(
@@ -370,10 +387,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     requested = _validate(module)
     cli = product_cli(module)
-    if module.params["product"] == "package_manager":
-        package_manager(module, cli, requested)
-    else:
-        workbench(module, cli, requested)
+    CHANGE_NODES[module.params["product"]](module, cli, requested)
 
 
 if __name__ == "__main__":

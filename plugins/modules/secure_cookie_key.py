@@ -17,8 +17,9 @@ description:
   - With O(content), the file must hold exactly that key. A file that holds a different key is replaced only
     with O(force=true) (key rotation); otherwise the task fails, saying that this node's key differs from the
     cluster's, and shows both fingerprints.
-  - Without O(content), an existing key is kept and checked; when the file is missing (or empty) a random key
-    with O(min_bits) of entropy is generated.
+  - Without O(content), an existing key is kept unchanged when it is strong enough, also one made by hand the
+    way Posit documents (C(echo `uuid` > /etc/rstudio/secure-cookie-key)); when the file is missing (or empty) a
+    random 256-bit key is generated.
   - Keys are compared without surrounding white space (such as the trailing line break C(echo) adds). Weak keys
     (too short for O(min_bits), or repetitive) are refused, and so are modes that give the group or others any access.
   - A wrong mode, owner or group is repaired and reported as a change. The file is written through a private
@@ -39,10 +40,16 @@ options:
     type: str
   min_bits:
     description:
-      - Entropy, in bits, that a key must at least hold; also the size of a generated key.
-      - Never below 128, Workbench's documented minimum.
+      - Entropy, in bits, that a key must at least hold, whether given in O(content) or found in the file.
+      - Estimated from the key's length and alphabet (32 hex digits hold 128 bits, a uuid such as
+        C(0c9a61f4-8e3d-4b7a-9d2e-5f1a8c3b7e60) about 147); a key that uses very few distinct characters, repeats a
+        shorter pattern or runs in sequence (C(abcdef...)) holds less than its length suggests and is refused.
+      - The default is Workbench's documented minimum, which the keys Posit documents meet (C(uuid),
+        C(openssl rand -hex 16)). It cannot be lower. Workbench itself only counts characters (16 or more), so it
+        also starts with keys refused here, such as 16 random printable characters (about 105 bits).
+      - A generated key holds 256 bits, or O(min_bits) when that is larger.
     type: int
-    default: 256
+    default: 128
   owner:
     description: Owner of the file (name or UID). When omitted the owner is left as it is (root for a new file).
     type: str
@@ -103,6 +110,10 @@ EXAMPLES = r"""
     content: "{{ vault_workbench_secure_cookie_key }}"
     mode: "0600"
     owner: root
+
+- name: Install a key made the way Posit documents it (echo `uuid`), kept in a vault
+  positops.ha.secure_cookie_key:
+    content: "{{ vault_workbench_uuid_key }}"
 
 - name: Generate a key once, on the first node only
   positops.ha.secure_cookie_key:
@@ -197,7 +208,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 
 from ansible_collections.positops.ha.plugins.module_utils._secret_key import (
-    ABSOLUTE_MIN_BITS, fingerprint, generate, key_material, mode_exposure, parse_mode, weakness)
+    ABSOLUTE_MIN_BITS, DEFAULT_MIN_BITS, GENERATED_BITS, fingerprint, generate, key_material, mode_exposure,
+    parse_mode, weakness)
 
 
 def _read(module, path):
@@ -255,11 +267,17 @@ def _write(module, path, data):
             os.unlink(temporary)
 
 
+def _generated_bits(params):
+    """Size of a generated key: 256 bits, or more when min_bits asks for more."""
+    return max(GENERATED_BITS, (params["min_bits"] + 7) // 8 * 8)
+
+
 def _validate(module):
     params = module.params
     if params["min_bits"] < ABSOLUTE_MIN_BITS:
-        module.fail_json(msg="min_bits is %d, but a shared key needs at least %d bits (Workbench's minimum)."
-                         % (params["min_bits"], ABSOLUTE_MIN_BITS))
+        module.fail_json(msg="min_bits is %d, but a shared key needs at least %d bits (Workbench's minimum). Set "
+                             "min_bits to %d or more, or leave it out."
+                             % (params["min_bits"], ABSOLUTE_MIN_BITS, ABSOLUTE_MIN_BITS))
     try:
         mode = parse_mode(params["mode"])
     except ValueError as exc:
@@ -271,7 +289,7 @@ def _validate(module):
         problem = weakness(to_bytes(params["content"], errors="surrogate_or_strict"), params["min_bits"])
         if problem:
             module.fail_json(msg="The key given in content is weak: %s. Generate a strong one, for example with "
-                                 "`openssl rand -hex %d`." % (problem, (params["min_bits"] + 7) // 8))
+                                 "`openssl rand -hex %d`." % (problem, _generated_bits(params) // 8))
     return mode
 
 
@@ -303,7 +321,7 @@ def main():
         argument_spec=dict(
             path=dict(type="path", default="/etc/rstudio/secure-cookie-key"),
             content=dict(type="str", no_log=True),
-            min_bits=dict(type="int", default=256),
+            min_bits=dict(type="int", default=DEFAULT_MIN_BITS),
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw", default="0600"),
@@ -358,10 +376,10 @@ def main():
                                  "random key, or give the cluster's key in content." % (path, problem),
                              path=path, fingerprint=fingerprint(existing))
         if problem:
-            new_data = generate(params["min_bits"])
+            new_data = generate(_generated_bits(params))
             result.update(generated=True, replaced=True)
     else:
-        new_data = generate(params["min_bits"])
+        new_data = generate(_generated_bits(params))
         result["generated"] = True
 
     if new_data is not None:

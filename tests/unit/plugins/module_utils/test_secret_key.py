@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from ansible_collections.positops.ha.plugins.module_utils._secret_key import (
-    alphabet_size, fingerprint, generate, key_material, mode_exposure, parse_mode, strength, weakness)
+    DEFAULT_MIN_BITS, GENERATED_BITS, alphabet_size, fingerprint, generate, key_material, mode_exposure, parse_mode,
+    period, strength, weakness)
 
 RNG = random.Random(20261123)  # fixed seed: the "random" keys below are the same on every run
 
@@ -39,9 +40,14 @@ def test_alphabet_size(key, size):
     (lambda: random_bytes(512).hex().encode(), 4096),
     (lambda: base64.b64encode(random_bytes(32)), 256),
     (lambda: str(uuid.UUID(bytes=random_bytes(16), version=4)).encode() + b"\n", 128),
+    # uuid(1)'s default: version 1, a time stamp and the host's MAC address (what `echo \`uuid\`` writes).
+    (lambda: str(uuid.UUID(fields=(RNG.getrandbits(32), RNG.getrandbits(16), 0x1000 | RNG.getrandbits(12),
+                                   0x80 | RNG.getrandbits(6), RNG.getrandbits(8), 0x0242AC120002))).encode(), 128),
+    (lambda: str(uuid.UUID(bytes=random_bytes(16), version=4)).upper().encode(), 128),
+    (lambda: base64.b64encode(random_bytes(16)), 128),
 ])
 def test_random_keys_pass(make, bits):
-    for unused in range(50):
+    for unused in range(500):
         key = make()
         assert weakness(key, bits) is None, (key, strength(key))
 
@@ -55,11 +61,41 @@ def test_generated_keys_pass_their_own_check_and_differ():
     assert generate(256) != generate(256)
 
 
+def test_defaults_accept_workbench_keys_and_generate_256_bits():
+    assert (DEFAULT_MIN_BITS, GENERATED_BITS) == (128, 256)
+
+
+@pytest.mark.parametrize("key, unit", [
+    (b"abcabcabc", 3), (b"abcabcab", 3), (b"abcd", 4), (b"aaaa", 1), (b"a", 1), (b"", 0), (b"abab" * 8 + b"x", 33),
+])
+def test_period(key, unit):
+    assert period(key) == unit
+
+
+@pytest.mark.parametrize("key, reason", [
+    # The product would take each of these (16 characters or more); none holds 128 bits.
+    (b"0123456789abcdef", "too short"),
+    (b"a" * 40, "uses only 1 distinct character"),
+    (b"abbaabababbbaaabbbabababbbabababbbaabbbaab", "uses only 2 distinct characters"),
+    (b"00000000-0000-0000-0000-000000000000", "uses only 2 distinct characters"),
+    (b"0123456789abcdef" * 2, "repeats a 16-character pattern, which holds at most 64 bits"),
+    (b"correcthorsebatterystaple" * 2, "repeats a 25-character pattern"),
+    (b"abcdefghijklmnopqrstuvwxyz0123456789", "repetitive or patterned"),
+    (b"aaaaaaaabbbbbbbbccccccccdddddddd1234", "repetitive or patterned"),
+])
+def test_weak_keys_at_the_default_minimum(key, reason):
+    problem = weakness(key, DEFAULT_MIN_BITS)
+    assert problem is not None and reason in problem
+    assert "too short" in reason or problem.startswith("it has too little entropy")
+    assert key.decode() not in problem
+
+
 @pytest.mark.parametrize("key, reason", [
     (b"", "it is empty"),
     (b"\n", "it is empty"),
     (b"0123456789abcdef0123456789abcdef", "too short"),  # 32 hex = 128 bits < 256
     (b"a" * 80, "too little entropy"),
+    (b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "too little entropy"),
     (b"ab" * 60, "too little entropy"),
     (b"0123456789abcdef" * 6, "too little entropy"),
     (b"correcthorsebatterystaple" * 4, "too little entropy"),

@@ -1,13 +1,25 @@
 """cluster_node, as data: each case gives the module arguments, the CLI calls expected in order (with what the
-fake CLI answers, recorded outputs named ``@file``) and the result the module must return."""
+fake CLI answers: recorded outputs named ``@file``, or ``json@file`` for a recorded rspm listing given in rspm's
+JSON format) and the result the module must return."""
+
+import calendar
+import json
+import time
 
 import pytest
 
+from ansible_collections.positops.ha.plugins.module_utils import _workbench
+from ansible_collections.positops.ha.plugins.module_utils._package_manager import parse_cluster_nodes
 from ansible_collections.positops.ha.plugins.modules import cluster_node
 
-PM_NODES = ["cluster", "nodes"]
+JSON = "--output-format=json"
+PM_NODES = ["cluster", "nodes", JSON]
+PM_NODES_HUMAN = ["cluster", "nodes"]
 WB_LIST = ["list-nodes"]
+READS = (PM_NODES, PM_NODES_HUMAN, WB_LIST)
 LOCAL_RSW1 = {"names": {"rsw1", "rsw1.lab"}, "addresses": {"172.18.0.5"}}
+# The Workbench listings were recorded at 12:40:05 on the server's clock; the tests run its local zone as UTC.
+RECORDED_AT = calendar.timegm((2026, 11, 23, 12, 40, 5, 0, 0, 0))
 
 
 def C(args, stdout="", rc=0, stderr="", duration=0.0):
@@ -19,45 +31,49 @@ CASES = {
     # ---- Package Manager -------------------------------------------------------------------------------------
     "pm-offline-two": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
-               C(["cluster", "offline", "--nodes=pm1,pm2", "--timeout=60"], "@rspm/cluster-nodes-two-offline.txt",
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1,pm2", "--timeout=60", JSON],
+                 "json@rspm/cluster-nodes-two-offline.txt",
                  duration=3.24)],
         expect=dict(changed=True, changed_nodes=["pm1", "pm2"], modes={"pm1": "offline", "pm2": "offline"},
                     waited=3.2)),
     "pm-offline-already": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-two-offline.txt")],
         expect=dict(changed=False, changed_nodes=[], modes={"pm1": "offline", "pm2": "offline"}, waited=0)),
     "pm-offline-only-the-ones-online": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline", timeout=90),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt"),
-               C(["cluster", "offline", "--nodes=pm2", "--timeout=90"], "@rspm/cluster-nodes-two-offline.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2", "--timeout=90", JSON],
+                 "json@rspm/cluster-nodes-two-offline.txt")],
         expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm1": "offline", "pm2": "offline"})),
     "pm-online-default-state-long-timeout": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], timeout=300),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt"),
-               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=300"], "@rspm/cluster-nodes-all-online.txt",
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=300", JSON],
+                 "json@rspm/cluster-nodes-all-online.txt",
                  duration=41.0)],
         expect=dict(changed=True, changed_nodes=["pm1", "pm2"], modes={"pm1": "online", "pm2": "online"},
                     waited=41.0)),
     "pm-duplicates-collapse": dict(
         args=dict(product="package_manager", nodes=["pm2", " pm2 "], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt"),
-               C(["cluster", "offline", "--nodes=pm2", "--timeout=60"], "@rspm/cluster-nodes-two-offline.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2", "--timeout=60", JSON],
+                 "json@rspm/cluster-nodes-two-offline.txt")],
         expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm2": "offline"})),
     "pm-check-mode": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"), check_mode=True,
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-pm1-offline.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt")],
         expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm1": "offline", "pm2": "online"}, waited=0)),
     "pm-unknown-node": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm9"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt")],
         expect=dict(failed=True, msg=["Unknown Package Manager node(s): pm9.", "Known nodes: pm1, pm2, pm3."],
                     known_nodes=["pm1", "pm2", "pm3"])),
     "pm-timeout": dict(
         args=dict(product="package_manager", nodes=["pm1", "pm2"], state="online", timeout=5),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-two-offline.txt"),
-               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=5"],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm1,pm2", "--timeout=5", JSON],
                  "pm1 2023.12.0-13 online\npm2 2023.12.0-13 offline\npm3 2023.12.0-13 online\n", rc=1,
                  stderr="@rspm/error-timeout.txt", duration=5.0)],
         expect=dict(failed=True, msg=["Timed out after 5s waiting for node(s) to be online: pm1 (online), "
@@ -65,35 +81,74 @@ CASES = {
                     modes={"pm1": "online", "pm2": "offline"}, waited=5.0, rc=1)),
     "pm-node-vanished-while-running": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
-               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], rc=1,
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60", JSON], rc=1,
                  stderr="Error: unknown node(s): pm1. Known nodes: pm2, pm3\n")],
         expect=dict(failed=True, msg=["rspm does not know node(s) pm1 (known: pm2, pm3)"])),
     "pm-other-cli-error": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
-               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], rc=1, stderr="@rspm/error-bad-timeout.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60", JSON],
+                 rc=1, stderr="@rspm/error-bad-timeout.txt")],
         expect=dict(failed=True, msg=["failed with exit code 1", "flag --timeout"], rc=1,
                     stderr_contains="invalid value")),
     "pm-success-but-listing-disagrees": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
-               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "@rspm/cluster-nodes-all-online.txt")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60", JSON],
+                 "json@rspm/cluster-nodes-all-online.txt")],
         expect=dict(failed=True, msg=["rspm reported success but", "node(s) not offline: pm1 (online)"])),
     "pm-success-but-node-missing": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
-        calls=[C(PM_NODES, "@rspm/cluster-nodes-all-online.txt"),
-               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "pm2 2023.12.0-13 online\n")],
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60", JSON], "pm2 2023.12.0-13 online\n")],
         expect=dict(failed=True, msg=["missing node(s): pm1"])),
     "pm-listing-unparsable": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
         calls=[C(PM_NODES, "@rspm/cluster-nodes-truncated.txt")],
-        expect=dict(failed=True, msg=["Could not understand the output of", "cluster nodes",
+        expect=dict(failed=True, msg=["Could not understand the output of", "cluster nodes --output-format=json`",
                                       "line 1 has 2 fields"], rc=0, stdout_contains="pm1 2023.12.0-13")),
     "pm-listing-fails": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
-        calls=[C(PM_NODES, rc=1, stderr="Error: database is unreachable\n")],
-        expect=dict(failed=True, msg=["failed with exit code 1: Error: database is unreachable"], rc=1)),
+        calls=[C(PM_NODES, rc=1, stderr="Error: database is unreachable\n"),
+               C(PM_NODES_HUMAN, rc=1, stderr="Error: database is unreachable\n")],
+        expect=dict(failed=True, msg=["`%s cluster nodes` failed with exit code 1: Error: database is unreachable"],
+                    rc=1)),
+    # ---- Package Manager listings: JSON first, the human listing when JSON cannot be had or read ------------------
+    "pm-json-flag-refused-reads-human-listing": dict(
+        args=dict(product="package_manager", nodes=["pm1"], state="offline"),
+        calls=[C(PM_NODES, rc=1, stderr="Error: unknown flag: --output-format\n"),
+               C(PM_NODES_HUMAN, "@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "@rspm/cluster-nodes-pm1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm1"], modes={"pm1": "offline"}, warnings=[])),
+    "pm-json-flag-ignored-human-listing-with-header": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-header.txt"),
+               C(["cluster", "offline", "--nodes=pm1", "--timeout=60"], "@rspm/cluster-nodes-two-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm1"], modes={"pm1": "offline", "pm2": "offline"})),
+    "pm-json-of-another-shape-warns-and-reads-human-listing": dict(
+        args=dict(product="package_manager", nodes=["pm2"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-unknown-shape.json"),
+               C(PM_NODES_HUMAN, "@rspm/cluster-nodes-header-extra-columns.txt")],
+        expect=dict(changed=False, changed_nodes=[], modes={"pm2": "offline"},
+                    warning="Could not read the JSON listing of `%s cluster nodes --output-format=json` (the JSON "
+                            "object has no list of nodes under 'nodes' (its keys: cluster))")),
+    "pm-json-of-another-shape-and-unreadable-human-listing": dict(
+        args=dict(product="package_manager", nodes=["pm2"], state="offline"),
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-unknown-shape.json"),
+               C(PM_NODES_HUMAN, "@rspm/cluster-nodes-unknown-mode.txt")],
+        expect=dict(failed=True, msg=["Could not understand the output of `%s cluster nodes`",
+                                      "mode 'draining' is neither online nor offline"], rc=0)),
+    "pm-json-exported-field-names": dict(
+        args=dict(product="package_manager", nodes=["pm1", "pm2"], state="online"), check_mode=True,
+        calls=[C(PM_NODES, "@rspm/cluster-nodes-exported-fields.json")],
+        expect=dict(changed=True, changed_nodes=["pm2"], modes={"pm1": "online", "pm2": "offline"})),
+    "pm-timeout-error-printed-as-json": dict(
+        args=dict(product="package_manager", nodes=["pm2"], state="online", timeout=5),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm2", "--timeout=5", JSON], "json@rspm/cluster-nodes-two-offline.txt",
+                 rc=1, stderr='{"error": "timed out after 5 seconds waiting for node(s) pm2 to be online"}\n')],
+        expect=dict(failed=True, msg=["Timed out after 5s waiting for node(s) to be online: pm2 (offline)."])),
     "pm-absent-refused": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="absent"), calls=[],
         expect=dict(failed=True, msg=["state=absent is only for Workbench"])),
@@ -189,6 +244,28 @@ CASES = {
                C(["delete-node", "3"], "Node 3 deleted.\n"),
                C(WB_LIST, "@rstudio-server/list-nodes-mixed-without-3.txt")],
         expect=dict(changed=True, changed_nodes=["rsw3"], warning="has missed its check-in")),
+    "wb-delete-printed-online-but-silent-warns": dict(
+        args=dict(product="workbench", nodes=["rsw2"], state="absent"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-online-but-silent.txt"),
+               C(["delete-node", "2"], "Node 2 deleted.\n"),
+               C(WB_LIST, ("@rstudio-server/list-nodes-online-but-silent.txt", "\n2 ", None))],
+        expect=dict(changed=True, changed_nodes=["rsw2"], nodes=[], warning="Deleting Workbench node rsw2 (ID 2), "
+                                                                            "which has missed its check-in")),
+    "wb-online-but-silent-is-not-online": dict(
+        args=dict(product="workbench", nodes=["rsw2"], state="online"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-online-but-silent.txt")],
+        expect=dict(failed=True, msg=["rsw2 (ID 2, Online, missed check-in, last seen 2026-11-23 12:25:05) is not "
+                                      "this host"])),
+    "wb-announcement-layout-offline": dict(
+        args=dict(product="workbench", nodes=["rsw1"], state="offline"),
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-announcement-2021-09.txt"), C(["offline"]),
+               C(WB_LIST, ("@rstudio-server/list-nodes-announcement-2021-09.txt", "Online ", "Offline"))],
+        expect=dict(changed=True, changed_nodes=["rsw1"], modes={"rsw1": "offline"}, ids={"rsw1": 1})),
+    "wb-health-column-and-zones": dict(
+        args=dict(product="workbench", nodes=["rsw1", "rsw2", "rsw3"], state="online"), check_mode=True,
+        calls=[C(WB_LIST, "@rstudio-server/list-nodes-health-zone.txt")],
+        expect=dict(failed=True, msg=["rsw2 (ID 2, Online, missed check-in, last seen 2026-Nov-23 12:29:00 UTC), "
+                                      "rsw3 (ID 3, Missed check-in) is not this host"])),
     "wb-delete-online-refused": dict(
         args=dict(product="workbench", nodes=["rsw-primaryyy", "rsw2"], state="absent"),
         calls=[C(WB_LIST, "@rstudio-server/list-nodes-stale-offline.txt")],
@@ -231,10 +308,28 @@ def identity(monkeypatch):
 def clock(monkeypatch, fake_clock):
     monkeypatch.setattr(cluster_node, "_now", fake_clock.monotonic)
     monkeypatch.setattr(cluster_node, "_sleep", fake_clock.sleep)
-    return fake_clock
+    monkeypatch.setattr(_workbench, "wall_clock", lambda: RECORDED_AT)
+    monkeypatch.setenv("TZ", "UTC0")
+    time.tzset()
+    yield fake_clock
+    monkeypatch.undo()
+    time.tzset()
 
 
 def _text(value, cli_output):
+    """What the fake CLI prints: a recorded output (``@file``), the same rspm listing as rspm's JSON
+    (``json@file``), a recorded output edited (``(source, old, new)``; new None drops the lines starting with old),
+    or the text itself."""
+    if isinstance(value, tuple):
+        source, old, new = value
+        text = _text(source, cli_output)
+        if new is None:
+            return "".join(line for line in text.splitlines(True) if not ("\n" + line).startswith(old))
+        return text.replace(old, new, 1)
+    if value.startswith("json@"):
+        nodes = parse_cluster_nodes(cli_output(value[5:]))
+        return json.dumps({"nodes": [{"hostname": n["name"], "version": n["version"], "mode": n["status"]}
+                                     for n in nodes]}, indent=2) + "\n"
     return cli_output(value[1:]) if value.startswith("@") else value
 
 
@@ -250,7 +345,7 @@ def test_cluster_node(name, run_module, fake_cli, call_factory, cli_output, iden
 
     assert failed is expect.get("failed", False), result
     for fragment in expect.get("msg", []):
-        assert fragment in result["msg"]
+        assert fragment.replace("%s", fake_cli.path) in result["msg"]
     # Every CLI call made is reported, in order.
     assert result.get("commands", []) == [" ".join([fake_cli.path] + c["args"]) for c in case["calls"]]
     for key in ("changed", "changed_nodes", "waited", "known_nodes", "rc", "nodes"):
@@ -267,26 +362,41 @@ def test_cluster_node(name, run_module, fake_cli, call_factory, cli_output, iden
     if "stderr_contains" in expect:
         assert expect["stderr_contains"] in result["stderr"]
     if "warning" in expect:
-        assert any(expect["warning"] in warning for warning in result["_warnings"])
+        wanted = expect["warning"].replace("%s", fake_cli.path)
+        assert any(wanted in warning for warning in result["_warnings"]), result["_warnings"]
+    if "warnings" in expect:
+        assert result["_warnings"] == expect["warnings"]
     if not failed and not case.get("check_mode"):
         # The CLI's write calls happen only when something changes.
-        writes = [c for c in case["calls"] if c["args"] not in (PM_NODES, WB_LIST)]
+        writes = [c for c in case["calls"] if c["args"] not in READS]
         assert bool(writes) is result["changed"]
 
 
 def test_check_mode_never_writes():
     for name, case in CASES.items():
         if case.get("check_mode"):
-            assert all(c["args"] in (PM_NODES, WB_LIST) for c in case["calls"]), name
+            assert all(c["args"] in READS for c in case["calls"]), name
 
 
 def test_pm_node_records_have_every_documented_field(run_module, fake_cli, call_factory, cli_output, identity, clock):
-    fake_cli.script([call_factory(PM_NODES, 0, cli_output("rspm/cluster-nodes-mixed-versions.txt"), "")])
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-mixed-versions.txt", cli_output), "")])
     failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm2"], state="offline",
                                                         cli_path=fake_cli.path))
     assert not failed
     assert result["nodes"] == [{"name": "pm2", "id": None, "version": "2023.08.4-20", "status": "offline",
-                                "mode": "offline", "ipv4": None, "port": None, "last_seen": None}]
+                                "mode": "offline", "ipv4": None, "port": None, "last_seen": None, "health": None,
+                                "missed_check_in": None}]
+
+
+def test_wb_node_records_have_every_documented_field(run_module, fake_cli, call_factory, cli_output, identity,
+                                                     clock):
+    fake_cli.script([call_factory(WB_LIST, 0, cli_output("rstudio-server/list-nodes-health-zone.txt"), "")])
+    failed, result = run_module(cluster_node.main, dict(product="workbench", nodes=["rsw1"], state="online",
+                                                        cli_path=fake_cli.path))
+    assert not failed and result["changed"] is False
+    assert result["nodes"] == [{"name": "rsw1", "id": 1, "version": None, "status": "Online", "mode": "online",
+                                "ipv4": "10.20.0.11", "port": 8787, "last_seen": "2026-Nov-23 12:38:53 UTC",
+                                "health": "Healthy", "missed_check_in": False}]
 
 
 def test_missing_cli_fails_clearly(run_module, tmp_path):

@@ -68,9 +68,11 @@ def test_generates_a_key_when_missing_then_keeps_it(run, key_path):
     assert second["fingerprint"] == first["fingerprint"] and key_path.read_text() == material
 
 
-def test_min_bits_sets_the_generated_size(run, key_path):
+def test_min_bits_above_256_sets_the_generated_size(run, key_path):
     failed, result = run(min_bits=512)
     assert not failed and len(key_path.read_text().strip()) == 128
+    failed, result = run(min_bits=300, path=str(key_path) + "-300")
+    assert not failed and len((key_path.parent / (key_path.name + "-300")).read_text().strip()) == 76
 
 
 def test_new_file_is_never_readable_by_others_whatever_the_umask(run, key_path, monkeypatch):
@@ -141,29 +143,93 @@ def test_rotation_closes_an_open_mode_before_the_backup(run, key_path):
     assert mode_of(result["backup_file"]) == 0o600 and mode_of(key_path) == 0o600
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("0123456789abcdef", "too short"),
-    ("a" * 100, "too little entropy"),
-    ("   ", "it is empty"),
-])
-def test_weak_content_is_refused(run, key_path, content, reason):
+# Keys made the ways Posit documents (seed 004: `echo \`uuid\``, "128 bits (16 bytes/characters)") and the usual
+# 128-bit hex key; uuid(1) makes time-based (version 1) uuids, uuidgen random (version 4) ones.
+VENDOR_KEYS = {
+    "uuid-v1": "3b2ab9a2-3a0e-11ef-9b47-0242ac120002",
+    "uuid-v4": "0c9a61f4-8e3d-4b7a-9d2e-5f1a8c3b7e60",
+    "uuid-upper-case": "6BA7B810-9DAD-11D1-80B4-00C04FD430C8",
+    "openssl-rand-hex-16": "5f0c2d9be47a13866a0fd1c39b27e4a8",
+    "openssl-rand-base64-16": "q3Jx0K7vZ1bW9yT2mQ4sLw==",
+}
+# Keys the product might take (16 characters or more) that hold too little: short, or repetitive and patterned.
+WEAK_KEYS = {
+    "hex-64-bits": ("0123456789abcdef", "too short"),
+    "printable-16-characters": ("Xk9#mP2$vL7@qR4!", "too short: 16 characters over an alphabet of 95 symbols"),
+    "one-character": ("a" * 100, "uses only 1 distinct character"),
+    "two-characters": ("abbaabababbbaaabbbabababbbabababbbaabbbaab", "uses only 2 distinct characters"),
+    "nil-uuid": ("00000000-0000-0000-0000-000000000000", "uses only 2 distinct characters"),
+    "pattern-twice": ("0123456789abcdef" * 2, "repeats a 16-character pattern"),
+    "word-repeated": ("password" * 4, "repeats a 8-character pattern"),
+    "sequence": ("abcdefghijklmnopqrstuvwxyz0123456789", "repetitive or patterned"),
+    "blank": ("   ", "it is empty"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VENDOR_KEYS))
+def test_vendor_keys_are_accepted_by_default(run, key_path, name):
+    failed, result = run(content=VENDOR_KEYS[name])
+    assert not failed, result["msg"]
+    assert result["changed"] and key_path.read_text() == VENDOR_KEYS[name] and mode_of(key_path) == 0o600
+    failed, again = run(content=VENDOR_KEYS[name])
+    assert not failed and again["changed"] is False
+
+
+@pytest.mark.parametrize("name", sorted(VENDOR_KEYS))
+def test_a_hand_made_key_is_kept_unchanged(run, key_path, name):
+    # As the admin guide makes it: sh -c "echo `uuid` > /etc/rstudio/secure-cookie-key"; chmod 0600.
+    write_key(key_path, VENDOR_KEYS[name] + "\n")
+    before = os.stat(str(key_path))
+    for check_mode in (True, False):
+        failed, result = run(check_mode=check_mode)
+        assert not failed, result["msg"]
+        assert result["changed"] is False and result["generated"] is False and result["replaced"] is False
+        assert result["fingerprint"] == sha(VENDOR_KEYS[name])
+    failed, result = run(content=VENDOR_KEYS[name])
+    assert not failed and result["changed"] is False
+    after = os.stat(str(key_path))
+    assert key_path.read_text() == VENDOR_KEYS[name] + "\n"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "the key file was rewritten"
+
+
+@pytest.mark.parametrize("name", sorted(WEAK_KEYS))
+def test_weak_content_is_refused(run, key_path, name):
+    content, reason = WEAK_KEYS[name]
     failed, result = run(content=content)
     assert failed and "The key given in content is weak" in result["msg"] and reason in result["msg"]
     assert "openssl rand -hex 32" in result["msg"]
     assert not key_path.exists()
+    if content.strip():
+        assert content not in result["_raw_output"]
 
 
-def test_uuid_key_passes_at_128_bits_but_not_256(run, key_path):
-    uuid_key = "0c9a61f4-8e3d-4b7a-9d2e-5f1a8c3b7e60"
-    failed, result = run(content=uuid_key)
-    assert failed and "too short" in result["msg"]
-    failed, result = run(content=uuid_key, min_bits=128)
-    assert not failed and key_path.read_text() == uuid_key
+@pytest.mark.parametrize("name", sorted(set(WEAK_KEYS) - {"blank"}))
+def test_a_weak_hand_made_key_is_refused_and_left_alone(run, key_path, name):
+    content, reason = WEAK_KEYS[name]
+    write_key(key_path, content + "\n")
+    failed, result = run()
+    assert failed and "The existing key in %s is weak: " % key_path in result["msg"] and reason in result["msg"]
+    assert "Set force=true to replace it with a new random key" in result["msg"]
+    assert key_path.read_text() == content + "\n"
+
+
+def test_uuid_key_is_refused_when_256_bits_are_asked_for(run, key_path):
+    failed, result = run(content=VENDOR_KEYS["uuid-v4"], min_bits=256)
+    assert failed and "too short" in result["msg"] and "at least 256 are required" in result["msg"]
+    assert "openssl rand -hex 32" in result["msg"]
+    failed, result = run(content=VENDOR_KEYS["uuid-v4"])
+    assert not failed and key_path.read_text() == VENDOR_KEYS["uuid-v4"]
+
+
+def test_generated_keys_hold_256_bits_whatever_the_minimum(run, key_path):
+    failed, result = run(min_bits=128)
+    assert not failed and result["generated"] and len(key_path.read_text().strip()) == 64
 
 
 def test_min_bits_below_128_is_refused(run):
     failed, result = run(min_bits=64)
     assert failed and "min_bits is 64, but a shared key needs at least 128 bits" in result["msg"]
+    assert "Set min_bits to 128 or more, or leave it out." in result["msg"]
 
 
 @pytest.mark.parametrize("mode", ["0644", "0640", "0604", "0660", "0620", 0o644, "0200"])
