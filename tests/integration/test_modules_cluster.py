@@ -155,7 +155,7 @@ def test_pm_info_lists_both_nodes(cluster, ansible):
         assert result["changed"] is False
         assert [(n["name"], n["version"], n["mode"]) for n in result["nodes"]] == [
             ("pm1", PM_VERSION, "online"), ("pm2", PM_VERSION, "online")]
-        assert result["commands"] == ["%s cluster nodes" % RSPM]
+        assert result["commands"] == ["%s cluster nodes --output-format=json" % RSPM]
 
 
 def test_pm_offline_then_idempotent(cluster, ansible):
@@ -164,7 +164,7 @@ def test_pm_offline_then_idempotent(cluster, ansible):
     assert not result["failed"], result
     assert result["changed"] is True and result["changed_nodes"] == ["pm2"]
     assert modes(result) == {"pm2": "offline"}
-    assert result["commands"][-1] == "%s cluster offline --nodes=pm2 --timeout=30" % RSPM
+    assert result["commands"][-1] == "%s cluster offline --nodes=pm2 --timeout=30 --output-format=json" % RSPM
     assert 0 < result["waited"] < 30
     assert pm_listing(cluster["pm1"]) == {"pm1": "online", "pm2": "offline"}
     # Offline mode refuses traffic, which is what takes the node out of the load balancer.
@@ -172,14 +172,14 @@ def test_pm_offline_then_idempotent(cluster, ansible):
 
     again = ansible.run("pm1", "cluster_node", args)
     assert not again["failed"] and again["changed"] is False and again["changed_nodes"] == []
-    assert again["commands"] == ["%s cluster nodes" % RSPM]
+    assert again["commands"] == ["%s cluster nodes --output-format=json" % RSPM]
 
 
 def test_pm_check_mode_changes_nothing(cluster, ansible):
     result = ansible.run("pm2", "cluster_node", {"product": "package_manager", "nodes": ["pm1", "pm2"],
                                                  "state": "online"}, check=True)
     assert not result["failed"] and result["changed"] is True and result["changed_nodes"] == ["pm2"]
-    assert result["commands"] == ["%s cluster nodes" % RSPM]
+    assert result["commands"] == ["%s cluster nodes --output-format=json" % RSPM]
     assert pm_listing(cluster["pm1"]) == {"pm1": "online", "pm2": "offline"}
 
 
@@ -197,7 +197,7 @@ def test_pm_unknown_node_fails_before_any_change(cluster, ansible):
                                                  "state": "offline"})
     assert result["failed"]
     assert "Unknown Package Manager node(s): pm9. Known nodes: pm1, pm2." in result["msg"]
-    assert result["commands"] == ["%s cluster nodes" % RSPM]
+    assert result["commands"] == ["%s cluster nodes --output-format=json" % RSPM]
     assert pm_listing(cluster["pm1"]) == {"pm1": "online", "pm2": "online"}
 
 
