@@ -68,8 +68,13 @@ def test_package_manager_moves_to_postgres_with_its_data(labs):
     assert node.http_ok("http://127.0.0.1:4242/__api__/repos") == before
     assert "migrated-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
     backups = node.output("ls /var/backups/positops").split()
-    assert len(backups) == 1 and backups[0].startswith("rstudio-pm.sqlite.20"), backups
-    assert "migrated-canary" in node.output("sqlite3 /var/backups/positops/%s 'SELECT name FROM repos'" % backups[0])
+    assert len(backups) == 1 and backups[0].startswith("package_manager-20"), backups
+    assert backups[0].endswith("-migrate-to-postgresql")
+    kept = "/var/backups/positops/%s" % backups[0]
+    assert "migrated-canary" in node.output("sqlite3 %s/rstudio-pm.sqlite 'SELECT name FROM repos'" % kept)
+    assert node.exec("test -s %s/database.dump && test -s %s/config-%s.tar.gz" % (kept, kept, pm.hosts()[0]),
+                     check=False).returncode == 0
+    assert node.exec("ls /etc/rstudio-pm/*.pre-migration", check=False).returncode != 0
     print("package manager migration: %.1f s" % result.seconds)
 
     again = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager"},
@@ -120,14 +125,45 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
     assert "already on PostgreSQL" in again.output
 
 
-def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
-    """migrate_database_method=db_migrate instead of the tool, into a database that already holds the tables."""
-    pm = labs["package_manager"]
+def back_to_sqlite(pm):
+    """The node on SQLite again by hand (the SQLite file is still there)."""
     node = pm.nodes[0]
-    # Back to SQLite by hand (the SQLite file is still there), with a row PostgreSQL does not have.
     node.exec("sed -i 's/^Provider = postgres/Provider = sqlite/' /etc/rstudio-pm/rstudio-pm.gcfg && "
               "systemctl restart rstudio-pm")
     node.wait_http("http://127.0.0.1:4242/__ping__", timeout=120)
+    return node
+
+
+def test_a_failure_after_the_product_stopped_starts_it_again_on_sqlite(labs):
+    """PostgreSQL refuses the tool's tables (an event trigger makes every CREATE fail): the tool fails after the
+    product was stopped; the rescue puts the SQLite configuration back and starts the product, which serves what it
+    served before; with the fault gone, the same command migrates."""
+    pm = labs["package_manager"]
+    node = back_to_sqlite(pm)
+    before = node.http_ok("http://127.0.0.1:4242/__api__/repos")
+    pm.psql("rstudio_pm", "CREATE FUNCTION refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN RAISE EXCEPTION 'DDL refused by the test'; END$$")
+    pm.psql("rstudio_pm", "CREATE EVENT TRIGGER refuse_ddl ON ddl_command_start EXECUTE FUNCTION refuse_ddl()")
+    try:
+        failed = pm.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "package_manager",
+                                                                 "migrate_database_if_exists": "truncate"},
+                             log=pm.dir / "migrate-pm-failed.log")
+    finally:
+        pm.psql("rstudio_pm", "DROP EVENT TRIGGER IF EXISTS refuse_ddl")
+        pm.psql("rstudio_pm", "DROP FUNCTION IF EXISTS refuse_ddl()")
+    assert failed.rc != 0
+    assert "was started again on its SQLite database" in failed.output
+    assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["sqlite"]
+    assert pm.health(node) == 200
+    assert node.http_ok("http://127.0.0.1:4242/__api__/repos") == before
+    assert node.exec("ls /root/.positops-migrate-*", check=False).returncode != 0
+
+
+def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
+    """migrate_database_method=db_migrate instead of the tool, into a database that already holds the tables."""
+    pm = labs["package_manager"]
+    # With a row PostgreSQL does not have.
+    node = back_to_sqlite(pm)
     node.http_ok("http://127.0.0.1:4242/__api__/repos?name=second-canary", method="POST")
     before = node.http_ok("http://127.0.0.1:4242/__api__/repos")
     assert "second-canary" not in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
@@ -142,5 +178,5 @@ def test_db_migrate_copies_on_request_and_replaces_what_is_there(labs):
     assert provider(node, "/etc/rstudio-pm/rstudio-pm.gcfg") == ["postgres"]
     assert node.http_ok("http://127.0.0.1:4242/__api__/repos") == before
     assert "second-canary" in pm.psql("rstudio_pm", "SELECT name FROM repos").split()
-    assert len(node.output("ls /var/backups/positops").split()) == 2
+    assert len(node.output("ls /var/backups/positops").split()) == 3
     print("package manager db_migrate copy: %.1f s" % result.seconds)

@@ -3,12 +3,9 @@ while the first batch comes online, a node left needing a reinstall by a kill in
 serves with a binary older than the schema, no data is lost, and a re-run finishes.
 """
 
-import subprocess
-import time
-
 import pytest
 
-from tests.lab.cluster import Cluster
+from tests.lab.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -33,46 +30,6 @@ def assert_safe_and_intact(cluster):
     assert cluster.nodes[1].read_file("/srv/shared/rstudio-pm/canary/fault.txt") == "canary"
 
 
-def start_upgrade(cluster, log_name):
-    """The upgrade in the background; returns the Popen (stdout to the log file)."""
-    log = open(cluster.dir / log_name, "w")
-    args = [str(cluster_bin("ansible-playbook")), "-i", str(cluster.inventory),
-            str(cluster_playbook("rolling_upgrade.yml")), "-e", _json(cluster.upgrade_vars())]
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=cluster.env(), text=True), log
-
-
-def cluster_bin(name):
-    from tests.lab.cluster import VENV_BIN
-    return VENV_BIN / name
-
-
-def cluster_playbook(name):
-    from tests.lab.cluster import REPO
-    return REPO / "playbooks" / name
-
-
-def _json(value):
-    import json
-    return json.dumps(value)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-
-
-def finish(proc, log, timeout=1500):
-    try:
-        proc.wait(timeout=timeout)
-    finally:
-        log.close()
-    return proc.returncode
-
-
 def rerun(cluster, log_name):
     result = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(), log=cluster.dir / log_name)
     assert result.rc == 0, result.output[-4000:]
@@ -85,14 +42,14 @@ def rerun(cluster, log_name):
 def test_node_killed_during_its_install(cluster):
     write_canary(cluster)
     first, second = cluster.nodes
-    proc, log = start_upgrade(cluster, "run-kill.log")
+    run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-kill.log")
     # The first batch (first node) goes offline, then installs: kill it as soon as dpkg starts on it.
-    wait_for(lambda: first.exec("pgrep -x dpkg", check=False).returncode == 0 or proc.poll() is not None,
+    wait_for(lambda: first.exec("pgrep -x dpkg", check=False).returncode == 0 or not run.running(),
              timeout=900, what="dpkg to start on %s" % first.name)
-    assert proc.poll() is None, (cluster.dir / "run-kill.log").read_text()[-3000:]
+    assert run.running(), run.output()[-3000:]
     first.kill()
-    rc = finish(proc, log)
-    output = (cluster.dir / "run-kill.log").read_text()
+    rc = run.finish()
+    output = run.output()
     assert rc != 0
     assert "fatal: [%s]: UNREACHABLE!" % cluster.hosts()[0] in output
     assert "first batch out of service and upgraded while the others serve" in output
@@ -112,14 +69,14 @@ def test_database_restarted_while_the_first_batch_comes_online(cluster):
     cluster.reset()
     write_canary(cluster)
     first = cluster.nodes[0]
-    proc, log = start_upgrade(cluster, "run-db.log")
+    run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-db.log")
     wait_for(lambda: "Migrating the database schema" in cluster.node(first.name).journal("rstudio-pm", 50)
-             or proc.poll() is not None, timeout=900, what="the schema migration to start")
+             or not run.running(), timeout=900, what="the schema migration to start")
     # Not vacuous: the playbook is still waiting for the first batch when the database goes away.
-    assert proc.poll() is None, (cluster.dir / "run-db.log").read_text()[-3000:]
+    assert run.running(), run.output()[-3000:]
     cluster.db.exec("systemctl restart postgresql@15-main")
-    rc = finish(proc, log)
-    output = (cluster.dir / "run-db.log").read_text()
+    rc = run.finish()
+    output = run.output()
     if rc != 0:
         # Stopped: the message names the step and the node, and tells to run again.
         assert "stopped in step" in output

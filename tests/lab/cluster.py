@@ -85,6 +85,39 @@ class PlaybookResult:
         return sum(host.get("changed", 0) for host in self.recap().values())
 
 
+class RunningPlaybook:
+    """A playbook running in the background, its output going to ``log``."""
+
+    def __init__(self, args, log, env):
+        self.log = pathlib.Path(log)
+        self._file = open(self.log, "w")
+        self.proc = subprocess.Popen(args, stdout=self._file, stderr=subprocess.STDOUT, env=env, text=True, cwd=REPO)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def output(self):
+        return self.log.read_text()
+
+    def finish(self, timeout=1500):
+        """Wait for the end; return the exit code."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self._file.close()
+        return self.proc.returncode
+
+
+def wait_for(predicate, timeout, what, interval=0.3):
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
 class Cluster:
     def __init__(self, lab, product, nodes=3, tuning=None, load_balancer=True):
         if product not in PRODUCTS:
@@ -188,6 +221,14 @@ class Cluster:
         if log is not None:
             pathlib.Path(log).write_text(result.output)
         return result
+
+    def start_playbook(self, playbook, extra_vars=None, log_name="run.log"):
+        """Start a playbook in the background (faults are injected meanwhile); returns a RunningPlaybook."""
+        path = REPO / "playbooks" / playbook
+        args = [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inventory), str(path)]
+        if extra_vars:
+            args += ["-e", json.dumps(extra_vars)]
+        return RunningPlaybook(args, self.dir / log_name, self.env())
 
     def version_vars(self, version):
         return {"%s_version" % self.product: version}
