@@ -9,6 +9,9 @@
 #                 @SERVICE@ are substituted in text files.
 #   conffiles     (optional) dpkg conffiles, one absolute path a line.
 #   debian/       (optional) maintainer scripts overriding the shared ones in tests/emulator/debian/.
+#   postinst-extra (optional) shell lines run by the shared postinst on `configure`, after the account and the
+#                 OWNED_DIRS exist and before the service is (re)started ("$2" is the previously configured
+#                 version, empty on a first install); the same @VARS@ are substituted.
 # Each package gets <LIB_DIR>/positemu (the Python code) and <LIB_DIR>/positemu_build.json (package, version,
 # schema), so old and new versions differ only by what they report and the schema they expect.
 # Deterministic: fixed mtimes (SOURCE_DATE_EPOCH), root ownership, sorted inputs. Needs bash and dpkg-deb only.
@@ -65,6 +68,13 @@ build_one() {  # build_one <product dir> <version> <schema>
             cp "$HERE/debian/$script" "$stage/DEBIAN/$script"
         fi
     done
+    if [ -f "$stage/DEBIAN/postinst" ]; then  # the package's own configure steps, or nothing
+        local extra="/dev/null"
+        [ -f "$dir/postinst-extra" ] && extra="$dir/postinst-extra"
+        awk -v extra="$extra" '/@POSTINST_EXTRA@/ { while ((getline line < extra) > 0) print line; next } { print }' \
+            "$stage/DEBIAN/postinst" > "$stage/DEBIAN/postinst.new"
+        mv "$stage/DEBIAN/postinst.new" "$stage/DEBIAN/postinst"
+    fi
     if [ -f "$dir/conffiles" ]; then
         cp "$dir/conffiles" "$stage/DEBIAN/conffiles"
     fi

@@ -3,9 +3,13 @@ processes — SQLite for a single node, a PostgreSQL on loopback for load balanc
 
 import json
 import os
+import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -102,23 +106,36 @@ def test_list_nodes_table_orders_online_first_and_flags_missed_check_in():
     now = 1_700_000_000.0
     nodes = [
         {"id": 1, "host": "rsw-primaryyy", "ipv4": "", "port": 8787, "status": "Failed to resolve",
-         "last_seen": None},
-        {"id": 2, "host": "rsw-secondary", "ipv4": "10.0.0.2", "port": 8787, "status": "Online", "last_seen": now},
+         "health": None, "last_seen": None},
+        {"id": 2, "host": "rsw-secondary", "ipv4": "10.0.0.2", "port": 8787, "status": "Online",
+         "health": "Healthy", "last_seen": now},
         {"id": 3, "host": "rsw-primary", "ipv4": "10.0.0.1", "port": 8787, "status": "Online",
-         "last_seen": now - 601},
+         "health": "Unhealthy", "last_seen": now - 601},
         {"id": 4, "host": "rsw-third", "ipv4": "10.0.0.3", "port": 8787, "status": "Invalid permissions on "
-         "secure cookie key", "last_seen": None},
+         "secure cookie key", "health": None, "last_seen": None},
     ]
-    text = workbench.list_nodes_text(nodes, 600, now=now)
-    header = text.splitlines()[0]
-    assert header.split() == ["ID", "Host", "IPv4", "Port", "Status", "Last", "Seen"]
+    text = workbench.list_nodes_text(nodes, 600, now=now, protocol="http")
+    lines = text.splitlines()
+    # Posit's published output starts with the cluster's protocol, then the node table.
+    assert lines[:7] == ["Cluster", "-------", "Protocol", "Http", "", "Nodes", "-----"]
+    header = lines[7]
+    assert header.split() == ["ID", "Host", "IPv4", "Port", "Status", "Health", "Last", "Seen"]
     assert header.index("Host") == 4 and header.index("IPv4") == 34 and header.index("Port") == 50
     rows = parse_list_nodes(text)
-    assert [(r["ID"], r["Status"]) for r in rows] == [
-        ("2", "Online"), ("3", "Missed check-in"), ("1", "Failed to resolve"),
-        ("4", "Invalid permissions on secure cookie key")]
-    assert rows[0]["Last Seen"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    assert [(r["ID"], r["Status"], r["Health"]) for r in rows] == [
+        ("2", "Online", "Healthy"), ("3", "Missed check-in", "Unhealthy"), ("1", "Failed to resolve", ""),
+        ("4", "Invalid permissions on secure cookie key", "")]
+    # Last Seen: 2021-Sep-20 17:08:53 as published, plus the server's time zone.
+    assert rows[0]["Last Seen"] == time.strftime("%Y-%b-%d %H:%M:%S %Z", time.localtime(now))
+    assert re.fullmatch(r"\d{4}-[A-Z][a-z]{2}-\d\d \d\d:\d\d:\d\d \S+", rows[0]["Last Seen"])
     assert rows[2]["IPv4"] == "" and rows[2]["Last Seen"] == ""
+
+
+def test_list_nodes_shows_an_undefined_cluster_without_protocol():
+    text = workbench.list_nodes_text([], 600, protocol="")
+    assert text.splitlines() == ["Cluster", "-------", "Protocol", "", "", "Nodes", "-----",
+                                 "ID  Host                          IPv4            Port    Status"
+                                 "                                    Health      Last Seen"]
 
 
 # -- single node (SQLite) -------------------------------------------------------------------------------------
@@ -378,3 +395,159 @@ def test_node_address_follows_the_documented_order(tmp_path):
     config = write_config(tmp_path, dict(base, **{"rserver.conf": base["rserver.conf"] + "www-address=10.1.2.3\n",
                                                   "load-balancer": ""}))
     assert workbench.node_address(config) == ("10.1.2.3", 8080)
+
+
+# -- health check switch, server-user, node health, sessions, launcher keys --------------------------------------
+
+def test_health_check_is_off_unless_enabled(tmp_path):
+    node = LocalNode(tmp_path, "nocheck").configure(lb=False, health_check=False).start()
+    try:
+        wait_for(lambda: node.http("/")[0] == 200, 30, what="sign-in page")
+        assert node.health() == 404  # server-health-check-enabled defaults to 0
+    finally:
+        assert node.stop() == 0
+    node.configure(lb=False, health_check=True)
+    node.start()
+    try:
+        node.wait_healthy()
+        body = node.http("/health-check")[1]
+        assert body.startswith("active-sessions: 0\nidle-seconds: ")
+        assert body.endswith("license-status: Activated\nlicense-days-left: 365\nlicense-allow-product-usage: 1\n")
+    finally:
+        assert node.stop() == 0
+
+
+@pytest.fixture
+def system_account():
+    """A throw-away system account (the stand-in for rstudio-server on this host), removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("creating an account needs root")
+    name = "positemu-rs%d" % os.getpid()
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def open_dir():
+    """A temporary directory other accounts can traverse (pytest's own tmp dir is private to root)."""
+    base = tempfile.mkdtemp(prefix="positemu-wb-")
+    os.chmod(base, 0o755)
+    yield pathlib.Path(base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def process_uid(pid):
+    with open("/proc/%d/status" % pid, encoding="utf-8") as handle:
+        return int(next(line for line in handle if line.startswith("Uid:")).split()[1])
+
+
+def test_rserver_drops_to_server_user_and_needs_its_files(postgres, open_dir, system_account):
+    import pwd
+    uid, gid = pwd.getpwnam(system_account).pw_uid, pwd.getpwnam(system_account).pw_gid
+    database = postgres.fresh_database("wb_server_user")
+    shared = open_dir / "shared"
+    shared.mkdir(mode=0o755)  # owned by root: server-user cannot write there
+    node = LocalNode(open_dir, "dropper", env={"RSTUDIO_LB_CHECKIN_SECONDS": "1"})
+    node.configure(postgres=postgres, database=database, shared=shared, server_user=system_account)
+    code, output = node.run_to_exit()
+    assert code == 1
+    assert "server-shared-storage-path %s is not writable by %s (server-user)" % (shared, system_account) in output
+    os.chown(shared, uid, gid)
+    code, output = node.run_to_exit()
+    assert code == 1  # launcher.pem is root's and 0600: server-user cannot read it
+    assert "cannot read %s as %s (server-user): permission denied" % (node.etc / "launcher.pem",
+                                                                      system_account) in output
+    for name in ("launcher.pem", "launcher.pub"):
+        os.chown(node.etc / name, uid, gid)
+    node.start()
+    try:
+        node.wait_healthy()
+        assert "running as %s (server-user)" % system_account in node.output()
+        assert process_uid(node.proc.pid) == uid
+        assert (node.data_dir.stat().st_uid, (node.data_dir / workbench.ADMIN_SOCKET).stat().st_uid) == (uid, uid)
+        row = parse_list_nodes(node.cli("list-nodes").stdout)[0]
+        assert (row["Status"], row["Health"]) == ("Online", "Healthy")
+        # The shared storage stops being writable: the node turns Unhealthy and stops updating Last Seen.
+        shared.chmod(0o555)
+        wait_for(lambda: parse_list_nodes(node.cli("list-nodes").stdout)[0]["Health"] == "Unhealthy", 15,
+                 what="Unhealthy")
+        seen = parse_list_nodes(node.cli("list-nodes").stdout)[0]["Last Seen"]
+        assert "is unhealthy, its last seen time is no longer updated" in node.output()
+        time.sleep(2.5)
+        assert parse_list_nodes(node.cli("list-nodes").stdout)[0]["Last Seen"] == seen
+        shared.chmod(0o755)
+        wait_for(lambda: parse_list_nodes(node.cli("list-nodes").stdout)[0]["Health"] == "Healthy", 15,
+                 what="Healthy again")
+    finally:
+        shared.chmod(0o755)
+        assert node.stop() == 0
+
+
+def test_server_user_must_exist(tmp_path):
+    node = LocalNode(tmp_path, "ghost").configure(lb=False, server_user="no-such-account-here")
+    code, output = node.run_to_exit()
+    assert code == 1 and "server-user no-such-account-here" in output and "does not exist" in output
+
+
+def test_launcher_keys_are_needed_unless_launcher_sessions_are_off(tmp_path):
+    node = LocalNode(tmp_path, "nolauncher").configure(lb=False, launcher=None)
+    code, output = node.run_to_exit()
+    assert code == 1 and "launcher.pem not found" in output and "launcher-sessions-enabled" in output
+    node.configure(lb=False, launcher=None, extra_rserver="launcher-sessions-enabled=0\n")
+    node.start()
+    try:
+        node.wait_healthy()
+    finally:
+        assert node.stop() == 0
+
+
+def start_session(node, user="nobody"):
+    request = urllib.request.Request("http://127.0.0.1:%d/__emulator__/sessions?user=%s" % (node.port, user),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_status_lists_sessions_and_keeps_the_load_of_unreachable_nodes(cluster):
+    one = cluster("one").wait_healthy()
+    two = cluster("two").wait_healthy()
+    session = start_session(two)
+    assert session["user"] == "nobody"
+    assert process_uid(session["pid"]) == 65534  # the session runs as its user
+    assert "active-sessions: 1" in two.http("/health-check")[1]
+    lines = one.http("/load-balancer/status")[1].splitlines()
+    assert lines[0].startswith("127.0.0.1:%d  Load: " % one.port)
+    assert lines[1].startswith("127.0.0.1:%d  Load: " % two.port)
+    assert lines[2] == "   %d - nobody" % session["pid"]
+    assert one.http("/s/%d/" % session["pid"]) == (200, "session %d of nobody on node 2\n" % session["pid"])
+    load = lines[1].split("Load: ")[1]
+    two.kill()  # no clean shutdown: still Online in the database, unreachable over the network
+    assert "127.0.0.1:%d (unreachable)  Load: %s" % (two.port, load) in one.http("/load-balancer/status")[1]
+    # A node never seen answering shows 0, 0, 0, as in the docs' example.
+    assert workbench.format_load([0, 0, 0]) == "0, 0, 0"
+    # A user that does not exist, or a system account, gets no session.
+    with pytest.raises(urllib.error.HTTPError) as error:
+        start_session(one, "no-such-user-here")
+    assert error.value.code == 400
+    with pytest.raises(urllib.error.HTTPError) as error:
+        start_session(one, "daemon")
+    assert error.value.code == 403
+
+
+def test_a_node_with_another_launcher_pair_cannot_reach_sessions(cluster):
+    one = cluster("one").wait_healthy()
+    other = ("-----BEGIN PRIVATE KEY-----\nb3RoZXI=\n-----END PRIVATE KEY-----\n",
+             "-----BEGIN PUBLIC KEY-----\nb3RoZXI=\n-----END PUBLIC KEY-----\n")
+    two = cluster("two", launcher=other).wait_healthy()
+    wait_for(lambda: "launcher.pem/launcher.pub differ between the nodes" in two.output(), 15,
+             what="mismatch reported by the joining node")
+    assert "signed a launcher request with another launcher key pair" in one.output()
+    session = start_session(two)
+    code, body = one.http("/s/%d/" % session["pid"])
+    assert code == 502 and "refused this node's launcher key" in body
+    assert "its launcher refused this node's launcher signature" in one.output()
+    assert two.http("/s/%d/" % session["pid"])[0] == 200  # where it was started it still works

@@ -19,6 +19,14 @@ OLD, NEW = "2023.09.1+494.pro2", "2023.12.0+369.pro3"
 FAST = {"POSITEMU_MIGRATION_SECONDS": "1", "POSITEMU_SCHEMA_CHECK_SECONDS": "1",
         "RSTUDIO_LB_CHECKIN_SECONDS": "300", "RSTUDIO_LB_MISSED_CHECKIN_SECONDS": "600"}
 KEY = "0f6e5b7a-3c1d-4e2f-9a8b-7c6d5e4f3a2b"
+# Stand-ins for an RSA pair: the emulator compares the files, it does not parse them.
+LAUNCHER_PEM = "-----BEGIN PRIVATE KEY-----\nbG9jYWwgdGVzdCBsYXVuY2hlciBrZXk=\n-----END PRIVATE KEY-----\n"
+LAUNCHER_PUB = "-----BEGIN PUBLIC KEY-----\nbG9jYWwgdGVzdCBsYXVuY2hlciBwdWI=\n-----END PUBLIC KEY-----\n"
+
+
+def current_user():
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def free_port():
@@ -132,8 +140,14 @@ class LocalNode:
         return path
 
     def configure(self, postgres=None, database=None, lb=True, host_name="127.0.0.1", key=KEY, key_mode=0o600,
-                  shared=None, extra_rserver="", load_balancer_extra="", sqlite_dir=None):
-        lines = ["www-port=%d" % self.port, "www-address=127.0.0.1", "server-data-dir=%s" % self.data_dir]
+                  shared=None, extra_rserver="", load_balancer_extra="", sqlite_dir=None, health_check=True,
+                  server_user=None, launcher=(LAUNCHER_PEM, LAUNCHER_PUB)):
+        """Write the node's configuration. By default rserver runs as the current account (server-user), with
+        its health check switched on and the shared launcher key pair, as the collection's role configures it."""
+        lines = ["www-port=%d" % self.port, "www-address=127.0.0.1", "server-data-dir=%s" % self.data_dir,
+                 "server-user=%s" % (server_user or current_user())]
+        if health_check:
+            lines.append("server-health-check-enabled=1")
         if lb:
             lines.append("load-balancing-enabled=1")
         if shared:
@@ -148,6 +162,9 @@ class LocalNode:
             self.write("load-balancer", ("www-host-name=%s\n" % host_name if host_name else "") + load_balancer_extra)
         if key is not None:
             self.write("secure-cookie-key", key + "\n", key_mode)
+        if launcher:
+            self.write("launcher.pem", launcher[0], 0o600)
+            self.write("launcher.pub", launcher[1], 0o644)
         return self
 
     def start(self):
@@ -208,10 +225,12 @@ class LocalNode:
 
 
 def parse_list_nodes(text):
-    """Parse list-nodes by the header's column start positions (as docs/CONTRACTS.md says adapters do)."""
+    """Parse list-nodes by the header's column start positions (as docs/CONTRACTS.md says adapters do), after the
+    Cluster section that precedes the table."""
     lines = text.splitlines()
+    lines = lines[[index for index, line in enumerate(lines) if line.startswith("ID ")][0]:]
     header = lines[0]
-    names = ["ID", "Host", "IPv4", "Port", "Status", "Last Seen"]
+    names = ["ID", "Host", "IPv4", "Port", "Status", "Health", "Last Seen"]
     starts = [header.index(name) for name in names]
     rows = []
     for line in lines[1:]:

@@ -67,7 +67,12 @@ def test_install_like_the_vendor_package(pm):
         for path in ("/opt/rstudio-pm/bin/rstudio-pm", RSPM, "/opt/rstudio-pm/bin/migrate"):
             node.exec("test -x %s" % path)
         node.wait_until("test -f /var/lib/rstudio-pm/rstudio-pm.key", timeout=20)
-        assert node.output("stat -c '%a %U' /var/lib/rstudio-pm/rstudio-pm.key") == "600 root"
+        # The service runs as rstudio-pm (set in the drop-in the installer writes), so its key is rstudio-pm's.
+        assert node.output("stat -c '%a %U' /var/lib/rstudio-pm/rstudio-pm.key") == "600 rstudio-pm"
+        assert node.output("cat /etc/systemd/system/rstudio-pm.service.d/user.conf") == (
+            "[Service]\nUser=rstudio-pm\nGroup=rstudio-pm")
+        assert node.output("ps -o user= -p $(systemctl show -p MainPID --value rstudio-pm)") == "rstudio-pm"
+        assert node.output("stat -c '%a %U %G' /etc/rstudio-pm/rstudio-pm.gcfg") == "640 rstudio-pm rstudio-pm"
         node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
     # The package reused the account that existed on pm2 and created a system account on pm1.
     assert two.output("id -u rstudio-pm") == "4242"
@@ -77,11 +82,31 @@ def test_install_like_the_vendor_package(pm):
     assert "INFO Starting Posit Package Manager %s (emulator)" % OLD in one.journal("rstudio-pm")
 
 
+def renumber_account(node, uid):
+    """What an operator does when the UIDs differ: stop, give rstudio-pm the cluster's UID/GID, re-own its files."""
+    node.exec("systemctl stop rstudio-pm && groupmod -g {0} rstudio-pm && usermod -u {0} -g {0} rstudio-pm && "
+              "chown -R rstudio-pm:rstudio-pm /var/lib/rstudio-pm /etc/rstudio-pm/rstudio-pm.gcfg".format(uid))
+
+
 def test_cluster_on_postgres_and_shared_data_dir(pm):
     one, two = pm["nodes"]
     for node in (one, two):
         node.write_file("/etc/rstudio-pm/rstudio-pm.gcfg", pm_config(pm["url"], node.name.upper()))
-        node.exec("systemctl restart rstudio-pm")
+    # The shared DataDir does not exist and its parent belongs to root: rstudio-pm cannot create it.
+    result = one.exec("systemctl restart rstudio-pm", check=False)
+    one.wait_until(current_journal("rstudio-pm") + " | grep -q 'cannot create Server.DataDir /srv/rspm/data as "
+                   "rstudio-pm'", timeout=20)
+    one.wait_until("! systemctl is-active -q rstudio-pm", timeout=20)
+    one.exec("install -d -o rstudio-pm -g rstudio-pm /srv/rspm/data")
+    one.exec("systemctl restart rstudio-pm")
+    # pm2's rstudio-pm has another UID (4242, created before the install): the shared directory is not its own.
+    two.exec("systemctl restart rstudio-pm", check=False)
+    two.wait_until(current_journal("rstudio-pm") + " | grep -q 'Server.DataDir /srv/rspm/data is not writable by "
+                   "rstudio-pm (uid 4242)'", timeout=20)
+    # The fix: the same UID/GID everywhere (the collection's node_base pins them before the install).
+    renumber_account(one, 4242)
+    one.exec("chown -R rstudio-pm:rstudio-pm /srv/rspm/data && systemctl start rstudio-pm")
+    two.exec("systemctl restart rstudio-pm")
     for node in (one, two):
         node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
     assert rows(one.output("%s cluster nodes" % RSPM)) == [["PM1", OLD, "online"], ["PM2", OLD, "online"]]
@@ -162,6 +187,8 @@ def test_rolling_upgrade_as_documented(pm):
 def test_s3_storage_needs_the_same_encryption_key(pm):
     one, two = pm["nodes"]
     s3 = "[Storage]\nDefault = s3\n[S3Storage]\nBucket = rspm-bucket\n"
+    # The S3 stand-in: a directory any account may write, as a bucket is for whoever holds the credentials.
+    one.exec("install -d -m 1777 /srv/rspm/s3")
     for node in (one, two):
         node.exec("echo POSITEMU_S3_DIR=/srv/rspm/s3 >> /etc/default/rstudio-pm")
         node.write_file("/etc/rstudio-pm/rstudio-pm.gcfg", pm_config(pm["url"], node.name.upper(), extra=s3))
@@ -174,10 +201,13 @@ def test_s3_storage_needs_the_same_encryption_key(pm):
     # Each node created its own key at first start: pm2 cannot decrypt what pm1 stored.
     assert curl_status(two, "/__emulator__/data/pkg.tar.gz") == "500"
     assert "the object was encrypted with another key" in two.journal("rstudio-pm")
-    # The documented fix: copy the key from the first node, mode 0600.
+    # The documented fix: copy the key from the first node, mode 0600 -- and owned by rstudio-pm, which reads it.
     two.write_file("/var/lib/rstudio-pm/rstudio-pm.key", one.read_file("/var/lib/rstudio-pm/rstudio-pm.key"),
                    mode="0600")
-    two.exec("systemctl restart rstudio-pm")
+    two.exec("chown root:root /var/lib/rstudio-pm/rstudio-pm.key && systemctl restart rstudio-pm", check=False)
+    two.wait_until(current_journal("rstudio-pm") + " | grep -q 'cannot read encryption key "
+                   "/var/lib/rstudio-pm/rstudio-pm.key as rstudio-pm (uid 4242): permission denied'", timeout=20)
+    two.exec("chown rstudio-pm:rstudio-pm /var/lib/rstudio-pm/rstudio-pm.key && systemctl restart rstudio-pm")
     two.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
     assert two.output("curl -fsS http://localhost:4242/__emulator__/data/pkg.tar.gz") == "package bytes"
 

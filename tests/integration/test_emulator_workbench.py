@@ -4,6 +4,7 @@ Workbench section of tests/emulator/README.md, failures included.
 The tests of this module share one lab and run in file order (a cluster is built, broken and upgraded).
 """
 
+import json
 import re
 import time
 
@@ -18,13 +19,18 @@ TUNING = ("POSITEMU_MIGRATION_SECONDS=3\nPOSITEMU_SCHEMA_CHECK_SECONDS=3\nRSTUDI
 DATABASE_CONF = "provider=postgresql\nhost={db}\nport=5432\ndatabase=rstudio\nusername=rstudio\npassword=wb-secret\n"
 
 
-def rserver_conf(lb=True, extra=""):
-    return ("www-port=8787\nserver-shared-storage-path=/srv/shared/rstudio\n" +
+def rserver_conf(lb=True, extra="", health_check=True, shared="/srv/shared/rstudio"):
+    """rserver.conf as the collection's role writes it: the health check is switched on explicitly."""
+    return ("www-port=8787\nserver-shared-storage-path=%s\n" % shared +
+            ("server-health-check-enabled=1\n" if health_check else "") +
             ("load-balancing-enabled=1\n" if lb else "") + extra)
 
 
-def configure(node, db, key=KEY, key_mode="0600", lb=True, rserver_extra="", load_balancer=None):
-    node.write_file("/etc/rstudio/rserver.conf", rserver_conf(lb, rserver_extra))
+def configure(node, db, key=KEY, key_mode="0600", lb=True, rserver_extra="", load_balancer=None, health_check=True,
+              shared="/srv/shared/rstudio", launcher=None):
+    """Configure a node as the role does. ``launcher``: the (pem, pub) pair to install (owned by rstudio-server);
+    None keeps the node's own pair (the one its package generated)."""
+    node.write_file("/etc/rstudio/rserver.conf", rserver_conf(lb, rserver_extra, health_check, shared))
     node.write_file("/etc/rstudio/database.conf", DATABASE_CONF.format(db=db.name), mode="0600")
     node.write_file("/etc/rstudio/load-balancer",
                     "www-host-name=%s\nbalancer=sessions\n" % node.name if load_balancer is None else load_balancer)
@@ -34,15 +40,29 @@ def configure(node, db, key=KEY, key_mode="0600", lb=True, rserver_extra="", loa
         node.write_file("/etc/rstudio/secure-cookie-key", key + "\n", mode=key_mode)
     node.write_file("/etc/rstudio/file-locks", "lock-type=linkbased\nrefresh-rate=20\ntimeout-interval=30\n")
     node.write_file("/etc/default/rstudio-server", TUNING)
+    if launcher is not None:
+        install_launcher_pair(node, launcher)
     # The refusal tests fail more than five starts within 10 s: systemd's start limit would then refuse the next
     # start ("Start request repeated too quickly") whatever the configuration says.
     node.exec("systemctl reset-failed rstudio-server", check=False)
 
 
+def install_launcher_pair(node, pair):
+    node.write_file("/etc/rstudio/launcher.pem", pair[0], mode="0600")
+    node.write_file("/etc/rstudio/launcher.pub", pair[1], mode="0644")
+    node.exec("chown rstudio-server:rstudio-server /etc/rstudio/launcher.pem /etc/rstudio/launcher.pub")
+
+
+def launcher_pair(node):
+    return node.read_file("/etc/rstudio/launcher.pem"), node.read_file("/etc/rstudio/launcher.pub")
+
+
 def list_nodes(node):
-    """list-nodes parsed by the header's column positions, as the adapters do (docs/CONTRACTS.md)."""
+    """list-nodes parsed by the header's column positions, as the adapters do (docs/CONTRACTS.md), after the
+    Cluster section that comes first."""
     lines = node.output("rstudio-server list-nodes").splitlines()
-    names = ["ID", "Host", "IPv4", "Port", "Status", "Last Seen"]
+    lines = lines[[i for i, line in enumerate(lines) if line.startswith("ID ")][0]:]
+    names = ["ID", "Host", "IPv4", "Port", "Status", "Health", "Last Seen"]
     starts = [lines[0].index(name) for name in names]
     rows = []
     for line in lines[1:]:
@@ -76,8 +96,16 @@ def test_package_installs_like_the_vendor_one(wb):
     assert rsw1.output("readlink /usr/sbin/rstudio-server") == "/usr/lib/rstudio-server/bin/rstudio-server"
     assert rsw1.output("id -un rstudio-server") == "rstudio-server"
     assert rsw1.output("systemctl is-enabled rstudio-server") == "enabled"
-    # Fresh install: single node on SQLite, serving.
-    rsw1.wait_until("curl -fsS http://localhost:8787/health-check")
+    # Fresh install: single node on SQLite, serving its sign-in page; the health check is off by default.
+    rsw1.wait_until("curl -fsS -o /dev/null http://localhost:8787/")
+    assert health(rsw1) == "404"
+    # rserver started as root and works as rstudio-server; its SQLite database belongs to that account.
+    assert rsw1.output("ps -o user= -p $(cat /run/rstudio-server.pid)") == "rstudio-server"
+    assert rsw1.output("stat -c %U /var/lib/rstudio-server/rstudio.sqlite") == "rstudio-server"
+    # Each node's package generated its own launcher key pair (so the pairs differ until one is copied).
+    assert rsw1.output("stat -c '%a %U' /etc/rstudio/launcher.pem /etc/rstudio/launcher.pub").splitlines() == [
+        "600 rstudio-server", "644 rstudio-server"]
+    assert launcher_pair(rsw1) != launcher_pair(wb["rsw2"])
     assert rsw1.output("rstudio-server version") == OLD
     assert rsw1.output("dpkg-query -W -f '${Version}' rstudio-workbench") == OLD
     result = rsw1.exec("rstudio-server list-nodes", check=False)
@@ -100,14 +128,20 @@ def test_locktester_across_nodes(wb):
 
 
 def test_cluster_comes_online(wb):
-    for name in ("rsw1", "rsw2"):
-        configure(wb[name], wb["db"])
-        wb[name].exec("rstudio-server restart")
     rsw1, rsw2 = wb["rsw1"], wb["rsw2"]
+    # The shared storage path must belong to the server user (rserver works there as rstudio-server).
+    rsw1.exec("install -d -o rstudio-server -g rstudio-server /srv/shared/rstudio")
+    wb["pair"] = launcher_pair(rsw1)
+    for name in ("rsw1", "rsw2"):
+        configure(wb[name], wb["db"], launcher=wb["pair"])
+        wb[name].exec("rstudio-server restart")
+    output = rsw1.output("rstudio-server list-nodes")
+    assert output.splitlines()[:7] == ["Cluster", "-------", "Protocol", "Http", "", "Nodes", "-----"]
     rows = list_nodes(rsw1)
-    assert [(r["ID"], r["Host"], r["IPv4"], r["Port"], r["Status"]) for r in rows] == [
-        ("1", "rsw1", rsw1.ip(), "8787", "Online"), ("2", "rsw2", rsw2.ip(), "8787", "Online")]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[0]["Last Seen"])
+    assert [(r["ID"], r["Host"], r["IPv4"], r["Port"], r["Status"], r["Health"]) for r in rows] == [
+        ("1", "rsw1", rsw1.ip(), "8787", "Online", "Healthy"), ("2", "rsw2", rsw2.ip(), "8787", "Online", "Healthy")]
+    # Last Seen as Posit published it (2021-Sep-20 17:08:53) with the server's time zone.
+    assert re.fullmatch(r"\d{4}-[A-Z][a-z]{2}-\d\d \d\d:\d\d:\d\d [A-Z]+", rows[0]["Last Seen"])
     status = rsw1.output("curl -fsS http://localhost:8787/load-balancer/status")
     assert re.search(r"^rsw1:8787  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+$", status, re.M)
     assert re.search(r"^rsw2:8787  Load: ", status, re.M)
@@ -129,6 +163,44 @@ def test_offline_and_online_on_the_local_node(wb):
     assert status_of(rsw1, "rsw2") == "Online"
 
 
+def test_health_check_needs_the_rserver_conf_key(wb):
+    rsw1, rsw2 = wb["rsw1"], wb["rsw2"]
+    configure(rsw2, wb["db"], launcher=wb["pair"], health_check=False)
+    rsw2.exec("rstudio-server restart")
+    assert status_of(rsw1, "rsw2") == "Online"  # the node serves ...
+    assert health(rsw1, "rsw2") == "404"  # ... but a load balancer checking /health-check would mark it DOWN
+    configure(rsw2, wb["db"], launcher=wb["pair"])
+    rsw2.exec("rstudio-server restart")
+    assert health(rsw1, "rsw2") == "200"
+
+
+def test_sessions_and_a_node_with_another_launcher_pair(wb):
+    rsw1, rsw2, rsw3 = wb["rsw1"], wb["rsw2"], wb["rsw3"]
+    for node in (rsw1, rsw2, rsw3):  # user accounts identical on every node
+        node.exec("id jdoe || useradd -u 2001 -m jdoe")
+    session = json.loads(rsw2.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
+    assert rsw2.output("ps -o user= -p %d" % session["pid"]) == "jdoe"
+    status = rsw1.output("curl -fsS localhost:8787/load-balancer/status")
+    assert re.search(r"^rsw2:8787  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+\n   %d - jdoe$" % session["pid"], status, re.M)
+    assert rsw1.output("curl -fsS localhost:8787/s/%d/" % session["pid"]).startswith("session %d of jdoe" %
+                                                                                     session["pid"])
+    # rsw3 joins with the cluster's cookie key but the launcher pair its own package generated.
+    configure(rsw3, wb["db"])
+    rsw3.exec("rstudio-server restart")
+    assert status_of(rsw1, "rsw3") == "Online"
+    rsw3.wait_until("journalctl -u rstudio-server -o cat | grep -q 'launcher.pem/launcher.pub differ'", timeout=20)
+    assert "signed a launcher request with another launcher key pair" in rsw1.journal("rstudio-server", lines=40)
+    odd = json.loads(rsw3.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
+    code = rsw1.output("curl -s -o /dev/null -w '%%{http_code}' localhost:8787/s/%d/" % odd["pid"], check=False)
+    assert code == "502"
+    # The fix: copy the pair from another node and restart.
+    configure(rsw3, wb["db"], launcher=wb["pair"])
+    rsw3.exec("rstudio-server restart")
+    odd = json.loads(rsw3.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
+    assert rsw1.output("curl -fsS localhost:8787/s/%d/" % odd["pid"]).startswith("session %d of jdoe" % odd["pid"])
+    rsw3.exec("rstudio-server stop")
+
+
 @pytest.mark.parametrize("case, options, status, message", [
     ("wrong key", dict(key="ffffffff-0000-4000-8000-000000000000"), "Invalid secure cookie key",
      "does not match the cluster's"),
@@ -139,7 +211,7 @@ def test_offline_and_online_on_the_local_node(wb):
 ])
 def test_node_refused_with_documented_status(wb, case, options, status, message):
     rsw1, rsw3 = wb["rsw1"], wb["rsw3"]
-    configure(rsw3, wb["db"], **options)
+    configure(rsw3, wb["db"], launcher=wb["pair"], **options)
     result = rsw3.exec("systemctl restart rstudio-server", check=False)
     assert result.returncode != 0, case
     assert rsw3.output("systemctl is-active rstudio-server", check=False) == "failed"
@@ -156,13 +228,24 @@ def test_node_refused_with_documented_status(wb, case, options, status, message)
     ("balancer", dict(load_balancer="balancer=round-robin\n"), "balancer must be one of sessions, system-load"),
     ("timeout", dict(load_balancer="timeout=soon\n"), "timeout must be an integer >= 0"),
     ("file-locks", dict(), "lock-type must be linkbased or advisory"),
+    ("storage owner", dict(shared="/srv/shared/root-owned"),
+     "server-shared-storage-path /srv/shared/root-owned is not writable by rstudio-server (server-user)"),
+    ("launcher owner", dict(), "cannot read /etc/rstudio/launcher.pem as rstudio-server (server-user): permission "
+                               "denied"),
+    ("no launcher", dict(), "launcher.pem not found"),
 ])
 def test_server_will_not_start_on_bad_configuration(wb, case, options, message):
     rsw3 = wb["rsw3"]
-    configure(rsw3, wb["db"], **options)
+    configure(rsw3, wb["db"], launcher=wb["pair"], **options)
     rsw3.write_file("/etc/rstudio/sqlite.conf", "provider=sqlite\n")
     if case == "file-locks":
         rsw3.write_file("/etc/rstudio/file-locks", "lock-type=flock\n")
+    if case == "storage owner":
+        rsw3.exec("mkdir -p /srv/shared/root-owned && chmod 0755 /srv/shared/root-owned")
+    if case == "launcher owner":  # written by root for root, as a role that does not know the server user would
+        rsw3.exec("chown root:root /etc/rstudio/launcher.pem")
+    if case == "no launcher":
+        rsw3.exec("rm /etc/rstudio/launcher.pem")
     result = rsw3.exec("systemctl restart rstudio-server", check=False)
     assert result.returncode != 0
     assert message in rsw3.journal("rstudio-server", lines=20)
@@ -170,7 +253,7 @@ def test_server_will_not_start_on_bad_configuration(wb, case, options, message):
 
 def test_deprecated_trigger_and_delete_node(wb):
     rsw1, rsw3 = wb["rsw1"], wb["rsw3"]
-    configure(rsw3, wb["db"], lb=False)  # no load-balancing-enabled: the file's presence switches it on
+    configure(rsw3, wb["db"], lb=False, launcher=wb["pair"])  # no load-balancing-enabled: the file switches it on
     rsw3.exec("systemctl restart rstudio-server")
     assert "this trigger is deprecated: set load-balancing-enabled=1" in rsw3.journal("rstudio-server", lines=20)
     assert status_of(rsw1, "rsw3") == "Online"
@@ -192,7 +275,7 @@ def test_deprecated_trigger_and_delete_node(wb):
 def test_reset_cluster_lets_a_new_key_define_it(wb):
     rsw1, rsw3 = wb["rsw1"], wb["rsw3"]
     other = "11111111-2222-4333-8444-555555555555"
-    configure(rsw3, wb["db"], key=other)
+    configure(rsw3, wb["db"], key=other, launcher=wb["pair"])
     assert rsw3.exec("systemctl restart rstudio-server", check=False).returncode != 0
     assert status_of(rsw1, "rsw3") == "Invalid secure cookie key"
     assert "reset" in rsw1.output("rstudio-server reset-cluster")
@@ -213,8 +296,9 @@ def test_missed_check_in_and_recovery(wb):
     while status_of(rsw1, "rsw2") != "Missed check-in":
         assert time.monotonic() < deadline, "rsw2 never showed Missed check-in"
         time.sleep(1)
-    assert re.search(r"^rsw2:8787 \(unreachable\)$", rsw1.output("curl -fsS localhost:8787/load-balancer/status"),
-                     re.M)
+    # Still listed with its last known load (seed 004: "(unreachable)  Load: 0, 0, 0").
+    assert re.search(r"^rsw2:8787 \(unreachable\)  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+$",
+                     rsw1.output("curl -fsS localhost:8787/load-balancer/status"), re.M)
     rsw2.start()
     rsw2.wait_for_systemd()
     rsw2.wait_until("systemctl is-active rstudio-server", timeout=60)

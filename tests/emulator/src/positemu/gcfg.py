@@ -155,6 +155,12 @@ def load(path):
     except FileNotFoundError:
         raise ConfigError("configuration file %s does not exist: create it or pass --config" % path) from None
     except PermissionError:
-        raise ConfigError("configuration file %s is not readable by this user (uid %s)"
-                          % (path, __import__("os").geteuid())) from None
+        import os
+        import pwd
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = "uid %d" % os.geteuid()
+        raise ConfigError("configuration file %s is not readable by %s (uid %d): the service reads it as its "
+                          "account; check its owner, group and mode" % (path, user, os.geteuid())) from None
     return parse(text, path)

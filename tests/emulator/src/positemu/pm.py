@@ -91,8 +91,12 @@ def ensure_encryption_key(path, log):
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except PermissionError:
+            raise RuntimeError("cannot create encryption key %s as %s: permission denied; its directory must be "
+                               "writable by the service account" % (path, whoami())) from None
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32) + "\n")
         log.info("Created a new encryption key at %s", path)
@@ -107,8 +111,29 @@ def ensure_encryption_key(path, log):
 
 
 def read_key(path):
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except PermissionError:
+        raise RuntimeError("cannot read encryption key %s as %s: permission denied; Package Manager runs as its "
+                           "account, so the key must be owned by it with mode 0600 (chown %s %s)"
+                           % (path, whoami(), runtime.current_user(), path)) from None
+
+
+def whoami():
+    return "%s (uid %d)" % (runtime.current_user(), os.geteuid())
+
+
+def writable_dir(path, setting):
+    """Create ``path`` if needed and check the service account can write there (it runs as rstudio-pm)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise RuntimeError("cannot create %s %s as %s: %s; create it owned by %s"
+                           % (setting, path, whoami(), error.strerror or error, runtime.current_user())) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RuntimeError("%s %s is not writable by %s: Package Manager runs as its account; chown -R %s %s"
+                           % (setting, path, whoami(), runtime.current_user(), path))
 
 
 # S3 stand-in: a bucket is the directory $POSITEMU_S3_DIR/<bucket> (default /srv/s3), shared by the nodes. Objects
@@ -157,7 +182,11 @@ def open_database(settings, provider=None, must_exist=False):
     if provider == "sqlite":
         if must_exist and not os.path.exists(target):
             raise dbmod.DatabaseError("the SQLite database %s does not exist: start rstudio-pm first" % target)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        except OSError as error:
+            raise dbmod.DatabaseError("cannot create the SQLite directory %s as %s: %s"
+                                      % (os.path.dirname(target), whoami(), error.strerror or error)) from None
     elif not target:
         raise dbmod.DatabaseError("[Postgres] URL is not set in %s" % settings.path)
     return dbmod.connect(target)
@@ -378,8 +407,9 @@ class Daemon:
         settings = self.settings
         self.log.info("Starting Posit Package Manager %s (emulator), config %s", self.info["version"],
                       self.config_path)
+        self.log.info("Running as %s", whoami())
         try:
-            os.makedirs(settings.data_dir, exist_ok=True)
+            writable_dir(settings.data_dir, "Server.DataDir")
             self.key = ensure_encryption_key(settings.key_path, self.log)
             if settings.storage == "s3":
                 os.makedirs(s3_root(settings), exist_ok=True)

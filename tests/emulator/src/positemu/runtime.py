@@ -155,3 +155,70 @@ def user_may_administer(group):
     except KeyError:
         return False
     return gid in os.getgroups() or gid == os.getegid()
+
+
+# -- accounts ---------------------------------------------------------------------------------------------------
+# The products start as root and then work as their service account (Workbench: rserver drops to server-user and
+# takes root back for an instant when it must, e.g. to start a session as its user). These helpers do the same.
+
+class AccountError(Exception):
+    """The service account is missing or the process cannot become it."""
+
+
+def account(name):
+    """(name, uid, gid, home) of a local account, or AccountError naming the setting to fix."""
+    import pwd
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise AccountError("the account %r does not exist on this host" % name) from None
+    return entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir
+
+
+def current_user():
+    import pwd
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def drop_privileges(name):
+    """Become ``name`` for normal operation, keeping root as the saved set-user-ID so that ``privileged()`` can
+    take it back for an instant (as rserver does). Without root, only the current account is possible."""
+    user, uid, gid, _home = account(name)
+    if os.geteuid() != 0:
+        if uid != os.geteuid():
+            raise AccountError("only root can run as %s (this process runs as %s)" % (user, current_user()))
+        return uid, gid
+    if uid == 0:
+        return uid, gid
+    os.setgroups(os.getgrouplist(user, gid))
+    os.setresgid(gid, gid, 0)
+    os.setresuid(uid, uid, 0)
+    return uid, gid
+
+
+class privileged:
+    """``with privileged():`` — root for the duration of the block when the process dropped privileges and kept
+    root as its saved set-user-ID; a no-op otherwise. Process-wide (all threads), so keep the block short."""
+
+    def __enter__(self):
+        self.saved = None
+        try:
+            ruid, euid, suid = os.getresuid()
+            rgid, egid, sgid = os.getresgid()
+        except AttributeError:
+            return self
+        if euid != 0 and suid == 0:
+            self.saved = (euid, egid)
+            os.seteuid(0)
+            os.setegid(0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            euid, egid = self.saved
+            os.setegid(egid)
+            os.seteuid(euid)
+        return False

@@ -40,6 +40,10 @@ CLOCK_SKEW_SECONDS = 60  # signed node-to-node requests older than this are refu
 NODE_STATUSES = ("Offline", "Starting", "Deleting", "Failed to resolve", "Invalid secure cookie key",
                  "Invalid permissions on secure cookie key", "Missing secure cookie key", "Online")
 ACTIVE_STATUSES = ("Online", "Offline")  # properly configured nodes; shown by /load-balancer/status
+# The default /health-check template of the "Server Health Checks" page ends with three license lines; the emulator
+# has no license and reports one that is activated.
+LICENSE_LINES = "license-status: Activated\nlicense-days-left: 365\nlicense-allow-product-usage: 1\n"
+LAST_SEEN_FORMAT = "%Y-%b-%d %H:%M:%S %Z"  # 2021-Sep-20 17:08:53 as in Posit's blog, plus the server's time zone
 LOG = logging.getLogger("rserver")
 
 
@@ -147,10 +151,22 @@ def sign(key, method, path, stamp):
     return hmac.new(key.encode(), ("%s %s %s" % (method, path, stamp)).encode(), hashlib.sha256).hexdigest()
 
 
-def peer_request(key, ipv4, port, method, path, body=None, timeout=10):
-    """Send a signed request to another node; return (status, parsed JSON or text)."""
+def launcher_sign(launcher, method, path, stamp):
+    """Signature of a launcher request: an HMAC keyed by launcher.pem, then the fingerprint of launcher.pub. The
+    node receiving it checks both against its own pair, so a node whose pair differs is refused (the emulator's
+    stand-in for RSA signatures made with launcher.pem and checked with launcher.pub)."""
+    pem, pub = launcher
+    mac = hmac.new(hashlib.sha256(pem).digest(), ("%s %s %s" % (method, path, stamp)).encode(), hashlib.sha256)
+    return "%s.%s" % (mac.hexdigest(), hashlib.sha256(pub).hexdigest()[:16])
+
+
+def peer_request(key, ipv4, port, method, path, body=None, timeout=10, launcher=None):
+    """Send a signed request to another node; return (status, parsed JSON or text). ``launcher`` (the key pair)
+    adds the launcher signature that session and launcher requests carry."""
     stamp = str(int(time.time()))
     headers = {"X-RStudio-LB-Time": stamp, "X-RStudio-LB-Signature": sign(key, method, path, stamp)}
+    if launcher is not None:
+        headers["X-RStudio-Launcher-Signature"] = launcher_sign(launcher, method, path, stamp)
     payload = None
     if body is not None:
         payload = json.dumps(body).encode()
@@ -191,6 +207,13 @@ class Server:
         self.db = None
         self.httpd = None
         self.admin = None
+        self.account = None  # (name, uid, gid, home) of server-user
+        self.cookie = (None, None)  # (problem status or None, key) read as root at start
+        self.launcher = None  # (launcher.pem, launcher.pub) bytes, read as server-user
+        self.health_problem = None  # why this node is Unhealthy, or None
+        self.sessions = {}  # pid -> {"user", "process", "started"}
+        self.sessions_lock = threading.Lock()
+        self.known_loads = {}  # node id -> last load another node reported (status endpoint)
 
     # logging of load-balancer events also goes to the diagnostics destination when enabled
     def lb_log(self, message):
@@ -206,35 +229,83 @@ class Server:
             sys.stderr.flush()
 
     def preflight(self):
-        """Checks made before daemonizing, so `systemctl start` fails on them."""
+        """Checks made as root before daemonizing. Everything else (storage, launcher keys, database) is checked
+        after rserver has dropped to server-user; the parent waits for that, so `systemctl start` fails on both."""
         for warning in self.config.warnings:
             log("WARNING", warning)
+        try:
+            self.account = runtime.account(self.config.server_user)
+        except runtime.AccountError as error:
+            raise StartupError("server-user %s (%s): %s; the package creates rstudio-server, or set server-user "
+                               "to an existing system account" % (
+                                   self.config.server_user, self.config.rserver_path, error))
+        if os.geteuid() != 0 and self.account[1] != os.geteuid():
+            raise StartupError("rserver must be started as root: it drops to server-user %s itself (this process "
+                               "runs as %s)" % (self.config.server_user, runtime.current_user()))
         if self.config.lb_enabled:
-            # A weak key stops the server outright; missing/bad mode is recorded as a node status later.
-            wconfig.read_secure_cookie_key(self.config.secure_cookie_key_file)
-            self.check_shared_storage()
+            # Read as root, as rserver does at start. A weak key stops the server outright; a missing key or a
+            # bad mode becomes the node's database status when it joins.
+            self.cookie = wconfig.read_secure_cookie_key(self.config.secure_cookie_key_file)
         elif self.config.db_provider == "sqlite" and on_nfs(self.config.sqlite_dir):
             log("WARNING", "the SQLite database directory %s is on NFS; SQLite must not be kept on network "
                            "storage: set directory in %s to a local path" % (
                                self.config.sqlite_dir, self.config.database_conf_path))
-        db = self.open_db()
-        try:
-            schema.check(db, self.schema)
-        except schema.SchemaTooNew as error:
-            raise StartupError("%s (this is Workbench %s); this node cannot start" % (error, self.version))
-        except DatabaseError as error:
-            raise StartupError(str(error))
-        finally:
-            db.close()
+
+    def user(self):
+        return self.account[0] if self.account else runtime.current_user()
 
     def check_shared_storage(self):
+        """server-shared-storage-path must be usable by server-user (rserver works there without root)."""
         path = self.config.shared_storage
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as error:
-            raise StartupError("cannot create server-shared-storage-path %s: %s" % (path, error))
-        if not os.access(path, os.W_OK):
-            raise StartupError("server-shared-storage-path %s is not writable" % path)
+            raise StartupError("cannot create server-shared-storage-path %s as %s (server-user): %s; create it "
+                               "on the shared storage owned by %s" % (path, self.user(), error.strerror or error,
+                                                                     self.user()))
+        problem = self.shared_storage_problem()
+        if problem:
+            raise StartupError(problem)
+
+    def shared_storage_problem(self):
+        """None when server-user can write in server-shared-storage-path, else the reason."""
+        path = self.config.shared_storage
+        probe = os.path.join(path, ".rstudio-write-check-%s" % socket.gethostname())
+        try:
+            with open(probe, "w", encoding="utf-8") as handle:
+                handle.write("%d\n" % os.getpid())
+            os.unlink(probe)
+        except OSError as error:
+            return ("server-shared-storage-path %s is not writable by %s (server-user): %s; it must be owned by "
+                    "(or writable for) %s on every node" % (path, self.user(), error.strerror or error,
+                                                            self.user()))
+        return None
+
+    def health_check_problems(self):
+        """The node's own health: what the check-in records in the Health column (None when healthy)."""
+        if self.config.lb_enabled:
+            problem = self.shared_storage_problem()
+            if problem:
+                return problem
+        if self.config.launcher_enabled:
+            try:
+                current = wconfig.read_launcher_keys(self.config, self.user())
+            except wconfig.ConfigError as error:
+                return str(error)
+            if current != self.launcher:
+                return ("the launcher key pair changed on disk since rserver started: restart rstudio-server to use "
+                        "it")
+        return None
+
+    def prepare_run_dir(self):
+        """server-data-dir (default /var/run/rstudio-server): created as root and given to server-user."""
+        path = self.config.server_data_dir
+        try:
+            os.makedirs(path, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(path, self.account[1], self.account[2])
+        except OSError as error:
+            raise StartupError("cannot prepare server-data-dir %s: %s" % (path, error))
 
     def open_db(self):
         try:
@@ -243,10 +314,24 @@ class Server:
             raise StartupError("%s; check %s" % (error, self.config.database_conf_path))
 
     def start(self):
-        """Bind, migrate, join the cluster. Raises StartupError with the reason on failure."""
-        self.db = self.open_db()
+        """Bind (as root), drop to server-user, check storage and launcher keys, migrate, join the cluster. Raises
+        StartupError with the reason on failure."""
         self.start_http()
+        self.prepare_run_dir()
+        try:
+            runtime.drop_privileges(self.config.server_user)
+        except (runtime.AccountError, OSError) as error:
+            raise StartupError("cannot run as server-user %s: %s" % (self.config.server_user, error))
+        log("INFO", "running as %s (server-user)" % self.user())
         self.start_admin()
+        if self.config.lb_enabled:
+            self.check_shared_storage()
+        if self.config.launcher_enabled:
+            try:
+                self.launcher = wconfig.read_launcher_keys(self.config, self.user())
+            except wconfig.ConfigError as error:
+                raise StartupError(str(error))
+        self.db = self.open_db()
         self.migrate()
         if self.config.lb_enabled:
             self.join()
@@ -279,7 +364,7 @@ class Server:
             self.fail_node("Failed to resolve", "could not resolve the host name %r to an IPv4 address: set "
                            "www-host-name in %s" % (self.host, config.lb_path))
         wdb.set_node(self.db, self.node_id, "Starting", ipv4=ipv4)
-        problem, key = wconfig.read_secure_cookie_key(config.secure_cookie_key_file)
+        problem, key = self.cookie
         if problem == "Missing secure cookie key":
             self.fail_node(problem, "secure cookie key file %s not found: copy the cluster's key to every node "
                            "(mode 0600)" % config.secure_cookie_key_file)
@@ -288,11 +373,36 @@ class Server:
                 config.secure_cookie_key_file, config.secure_cookie_key_file))
         self.key = key
         self.claim_cluster()
-        wdb.set_node(self.db, self.node_id, "Online", seen=True)
+        self.health_problem = self.health_check_problems()
+        healthy = self.health_problem is None
+        wdb.set_node(self.db, self.node_id, "Online", seen=healthy, health=wdb.HEALTHY if healthy else wdb.UNHEALTHY)
+        if not healthy:
+            log("ERROR", "node %d is unhealthy: %s" % (self.node_id, self.health_problem))
         wdb.record_event(self.db, self.node_id, "online")
         self.state = "online"
         self.lb_log("node %d online at %s:%d (%s)" % (self.node_id, self.host, self.lb_port, ipv4))
         self.broadcast("joined")
+        self.check_launcher_with_peers()
+
+    def check_launcher_with_peers(self):
+        """Launcher requests between nodes are signed with launcher.pem and checked with launcher.pub; a node whose
+        pair differs cannot reach the sessions of the others (nor they its). Say so on both sides."""
+        if self.launcher is None or self.node_id is None:
+            return
+        for node in wdb.nodes(self.db):
+            if node["id"] == self.node_id or node["status"] != "Online" or not node["ipv4"]:
+                continue
+            try:
+                code, reply = peer_request(self.key, node["ipv4"], node["port"], "POST",
+                                           "/load-balancer/launcher-check", {"from": self.node_id},
+                                           timeout=self.config.lb_timeout, launcher=self.launcher)
+            except OSError:
+                continue  # unreachable: the status endpoint shows that
+            if code == 401 and isinstance(reply, dict) and reply.get("error") == "launcher key mismatch":
+                log("ERROR", "node %d (%s) refused this node's launcher signature: launcher.pem/launcher.pub "
+                             "differ between the nodes, so sessions started on one node cannot be reached from the "
+                             "other; copy %s and %s from one node to every node and restart rstudio-server" % (
+                                 node["id"], node["host"], self.config.launcher_pem, self.config.launcher_pub))
 
     def claim_cluster(self):
         """The first node online defines the cluster; later nodes must match its key hash and protocol."""
@@ -350,19 +460,30 @@ class Server:
         if self.node_id is None:
             return
         while not self.stop_event.wait(self.tune["RSTUDIO_LB_CHECKIN_SECONDS"]):
+            problem = self.health_check_problems()
+            if problem and problem != self.health_problem:
+                log("ERROR", "node %d is unhealthy, its last seen time is no longer updated: %s" % (
+                    self.node_id, problem))
+            elif self.health_problem and not problem:
+                log("INFO", "node %d is healthy again" % self.node_id)
+            self.health_problem = problem
             try:
-                if not wdb.check_in(self.db, self.node_id):
+                if not wdb.check_in(self.db, self.node_id, healthy=problem is None):
                     log("ERROR", "this node (ID %d) is no longer in the cluster database: it was deleted; "
                                  "restart rstudio-server to add it again" % self.node_id)
+                    continue
             except DatabaseError as error:
                 log("ERROR", "could not update the last seen time: %s" % error)
+                continue
+            self.check_launcher_with_peers()
 
     def set_offline(self, offline):
         if self.state not in ("online", "offline"):
             return "the server is %s" % self.state
         self.state = "offline" if offline else "online"
         if self.node_id is not None:
-            wdb.set_node(self.db, self.node_id, "Offline" if offline else "Online", seen=not offline)
+            wdb.set_node(self.db, self.node_id, "Offline" if offline else "Online",
+                         seen=not offline and self.health_problem is None)
             self.broadcast(self.state)
         log("INFO", "server is now %s" % self.state)
         return None
@@ -392,6 +513,7 @@ class Server:
                     self.broadcast("left")
             except DatabaseError as error:
                 log("ERROR", "could not record the shutdown: %s" % error)
+        self.end_sessions()
         if self.httpd is not None:
             self.httpd.stop()
         if self.admin is not None:
@@ -418,17 +540,134 @@ class Server:
         self.httpd.route("GET", "/load-balancer/status", self.lb_status)
         self.httpd.route("GET", "/load-balancer/node-info", self.lb_node_info)
         self.httpd.route("POST", "/load-balancer/notify", self.lb_notify)
+        self.httpd.route("POST", "/load-balancer/launcher-check", self.lb_launcher_check)
+        self.httpd.route("GET", "/load-balancer/session/", self.lb_session, prefix=True)
+        self.httpd.route("GET", "/s/", self.session_page, prefix=True)
+        self.httpd.route("GET", "/__emulator__/sessions", self.emulator_sessions)
+        self.httpd.route("POST", "/__emulator__/sessions", self.emulator_sessions)
+        self.httpd.route("DELETE", "/__emulator__/sessions", self.emulator_sessions)
         self.httpd.route("GET", "/", self.sign_in_page)
         self.httpd.start()
 
     def health_check(self, request):
+        # Off unless server-health-check-enabled=1: the URL is then unknown to the server (404).
         if not self.config.health_check_enabled:
             return httpd.Response(404, "Not Found\n")
         if self.state != "online":
             return httpd.Response(503, "Service Unavailable: server is %s\n" % self.state)
-        return httpd.Response(200, "active-sessions: 0\nidle-seconds: %d\ncpu-percent: 0.0\nmemory-percent: 0.0\n"
-                                   "swap-percent: 0.0\nload-average: %.2f\n" % (
-                                       int(time.time() - self.started), os.getloadavg()[0]))
+        with self.sessions_lock:
+            active = len(self.sessions)
+        return httpd.Response(200, "active-sessions: %d\nidle-seconds: %d\ncpu-percent: 0.0\nmemory-percent: 0.0\n"
+                                   "swap-percent: 0.0\nload-average: %.1f\n%s" % (
+                                       active, 0 if active else int(time.time() - self.started),
+                                       os.getloadavg()[0], LICENSE_LINES))
+
+    # -- sessions (emulated: a process run as the user; no IDE) -----------------------------------------------
+
+    def session_list(self):
+        with self.sessions_lock:
+            for pid in [pid for pid, info in self.sessions.items() if info["process"].poll() is not None]:
+                del self.sessions[pid]
+            return [{"pid": pid, "user": info["user"]} for pid, info in sorted(self.sessions.items())]
+
+    def emulator_sessions(self, request):
+        """Emulator route: POST ?user=NAME starts a session on this node (a process running as that user, started
+        with root taken back for the instant, as rserver does); GET lists them; DELETE ?pid=N ends one."""
+        if request.method == "GET":
+            return httpd.Response(200, json.dumps(self.session_list()) + "\n", "application/json")
+        if self.state != "online":
+            return httpd.Response(503, "Service Unavailable: server is %s\n" % self.state)
+        if request.method == "DELETE":
+            pid = request.query.get("pid", "")
+            with self.sessions_lock:
+                info = self.sessions.pop(int(pid), None) if pid.isdigit() else None
+            if info is None:
+                return httpd.Response(404, "no session %s on this node\n" % pid)
+            self.end_session(info)
+            return httpd.Response(200, "session %s ended\n" % pid)
+        name = request.query.get("user", "")
+        try:
+            user, uid, gid, home = runtime.account(name)
+        except runtime.AccountError as error:
+            return httpd.Response(400, "cannot start a session for %r: %s (user accounts must exist on every "
+                                       "node)\n" % (name, error))
+        minimum = minimum_user_id(self.config)
+        if uid < minimum:
+            return httpd.Response(403, "%s (uid %d) is below the minimum user id %d (auth-minimum-user-id, else "
+                                       "UID_MIN in /etc/login.defs, else 1000)\n" % (user, uid, minimum))
+        try:
+            with runtime.privileged():
+                process = subprocess.Popen(["sleep", "infinity"], user=uid, group=gid, extra_groups=[], cwd="/",
+                                           env={"USER": user, "HOME": home}, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           start_new_session=True)
+        except (OSError, subprocess.SubprocessError) as error:
+            log("ERROR", "cannot start a session for %s: %s" % (user, error))
+            return httpd.Response(500, "cannot start a session for %s: %s\n" % (user, error))
+        with self.sessions_lock:
+            self.sessions[process.pid] = {"user": user, "process": process, "started": time.time()}
+        log("INFO", "session %d started for %s" % (process.pid, user))
+        return httpd.Response(201, json.dumps({"pid": process.pid, "user": user, "node": self.node_id}) + "\n",
+                              "application/json")
+
+    def end_session(self, info):
+        process = info["process"]
+        if process.poll() is None:
+            try:
+                with runtime.privileged():
+                    process.terminate()
+            except OSError:
+                pass
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def end_sessions(self):
+        with self.sessions_lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for info in sessions:
+            self.end_session(info)
+
+    def session_page(self, request):
+        """GET /s/<pid>/: a session, wherever it runs. A session on another node is reached through that node's
+        launcher, with a request signed by this node's launcher key pair."""
+        if self.state not in ("online", "offline"):
+            return httpd.Response(503, "Service Unavailable\n")
+        pid = request.path[len("/s/"):].split("/", 1)[0]
+        if not pid.isdigit():
+            return httpd.Response(404, "Not Found\n")
+        local = {item["pid"]: item["user"] for item in self.session_list()}
+        if int(pid) in local:
+            return httpd.Response(200, "session %s of %s on node %s\n" % (pid, local[int(pid)], self.node_id))
+        if not self.config.lb_enabled or self.key is None:
+            return httpd.Response(404, "no session %s\n" % pid)
+        for node in wdb.nodes(self.db):
+            if node["id"] == self.node_id or node["status"] != "Online" or not node["ipv4"]:
+                continue
+            try:
+                code, info = peer_request(self.key, node["ipv4"], node["port"], "GET", "/load-balancer/node-info",
+                                          timeout=self.config.lb_timeout)
+            except OSError:
+                continue
+            if code != 200 or not isinstance(info, dict):
+                continue
+            if int(pid) not in [item["pid"] for item in info.get("sessions", [])]:
+                continue
+            path = "/load-balancer/session/%s" % pid
+            try:
+                code, body = peer_request(self.key, node["ipv4"], node["port"], "GET", path,
+                                          timeout=self.config.lb_timeout, launcher=self.launcher)
+            except OSError as error:
+                return httpd.Response(502, "cannot reach node %d for session %s: %s\n" % (node["id"], pid, error))
+            if code == 200:
+                return httpd.Response(200, body if isinstance(body, str) else json.dumps(body))
+            log("ERROR", "cannot reach session %s on node %d (%s): its launcher refused this node's launcher "
+                         "signature (HTTP %d): launcher.pem/launcher.pub must be identical on every node" % (
+                             pid, node["id"], node["host"], code))
+            return httpd.Response(502, "Bad Gateway: session %s runs on node %d, which refused this node's launcher "
+                                       "key\n" % (pid, node["id"]))
+        return httpd.Response(404, "no session %s\n" % pid)
 
     def sign_in_page(self, request):
         if self.state not in ("online", "offline"):
@@ -448,8 +687,53 @@ class Server:
             return httpd.Response(404, "Not Found\n")
         if not self.verified(request):
             return httpd.Response(401, "Unauthorized: bad or missing node signature\n")
-        return httpd.Response(200, json.dumps({"state": self.state, "node": self.node_id, "load": normalised_load()}),
-                              "application/json")
+        return httpd.Response(200, json.dumps({"state": self.state, "node": self.node_id, "load": normalised_load(),
+                                               "sessions": self.session_list()}), "application/json")
+
+    def launcher_refused(self, request):
+        """None when the request carries a launcher signature made with this node's pair, else the reason."""
+        if self.launcher is None:
+            return "launcher sessions are not enabled on this node"
+        stamp = request.headers.get("X-RStudio-LB-Time", "")
+        given = request.headers.get("X-RStudio-Launcher-Signature", "")
+        if hmac.compare_digest(given, launcher_sign(self.launcher, request.method, request.path, stamp)):
+            return None
+        return "launcher key mismatch"
+
+    def lb_launcher_check(self, request):
+        if not self.config.lb_enabled:
+            return httpd.Response(404, "Not Found\n")
+        if not self.verified(request):
+            return httpd.Response(401, "Unauthorized: bad or missing node signature\n")
+        refused = self.launcher_refused(request)
+        if refused:
+            try:
+                sender = json.loads(request.body or b"{}").get("from")
+            except ValueError:
+                sender = None
+            if refused == "launcher key mismatch":
+                log("ERROR", "node %s signed a launcher request with another launcher key pair: %s and %s differ "
+                             "between the nodes, so sessions cannot be reached across them; copy the pair from one "
+                             "node to every node" % (sender, self.config.launcher_pem, self.config.launcher_pub))
+            return httpd.Response(401, json.dumps({"error": refused}), "application/json")
+        return httpd.Response(200, "{}", "application/json")
+
+    def lb_session(self, request):
+        """A session of this node asked for by another node on a user's behalf (launcher-signed)."""
+        if not self.config.lb_enabled:
+            return httpd.Response(404, "Not Found\n")
+        if not self.verified(request):
+            return httpd.Response(401, "Unauthorized: bad or missing node signature\n")
+        refused = self.launcher_refused(request)
+        if refused:
+            log("ERROR", "refused a session request from another node: %s (%s and %s must be identical on every "
+                         "node)" % (refused, self.config.launcher_pem, self.config.launcher_pub))
+            return httpd.Response(401, json.dumps({"error": refused}), "application/json")
+        pid = request.path[len("/load-balancer/session/"):]
+        local = {item["pid"]: item["user"] for item in self.session_list()}
+        if not pid.isdigit() or int(pid) not in local:
+            return httpd.Response(404, "no session %s\n" % pid)
+        return httpd.Response(200, "session %s of %s on node %s\n" % (pid, local[int(pid)], self.node_id))
 
     def lb_notify(self, request):
         if not self.config.lb_enabled:
@@ -474,14 +758,16 @@ class Server:
         return hmac.compare_digest(given, sign(self.key, request.method, request.path, stamp))
 
     def status_text(self):
-        """The /load-balancer/status body: every configured node, its load, and (offline)/(unreachable)."""
+        """The /load-balancer/status body (seed 004): each configured node as ``address[ (unreachable|offline)]
+        Load: 1m, 5m, 15m`` (the last known load when unreachable, 0, 0, 0 when never known), then one
+        ``   PID - user`` line per session running there."""
         lines = []
         for node in wdb.nodes(self.db):
             if node["status"] not in ACTIVE_STATUSES:
                 continue
             address = "%s:%d" % (node["host"], node["port"])
             if node["id"] == self.node_id:
-                info = {"state": self.state, "load": normalised_load()}
+                info = {"state": self.state, "load": normalised_load(), "sessions": self.session_list()}
             else:
                 try:
                     code, info = peer_request(self.key, node["ipv4"], node["port"], "GET",
@@ -490,14 +776,14 @@ class Server:
                         info = None
                 except OSError:
                     info = None
-            if info is None:
-                lines.append("%s (unreachable)" % address)
-            elif info.get("state") == "offline":
-                lines.append("%s (offline)  Load: %s" % (address, format_load(info["load"])))
-            elif info.get("state") != "online":
-                lines.append("%s (unreachable)" % address)
+            if info is not None and info.get("state") in ("online", "offline"):
+                self.known_loads[node["id"]] = info["load"]
+                marker = " (offline)" if info["state"] == "offline" else ""
+                lines.append("%s%s  Load: %s" % (address, marker, format_load(info["load"])))
+                lines.extend("   %d - %s" % (item["pid"], item["user"]) for item in info.get("sessions", []))
             else:
-                lines.append("%s  Load: %s" % (address, format_load(info["load"])))
+                load = self.known_loads.get(node["id"], [0, 0, 0])
+                lines.append("%s (unreachable)  Load: %s" % (address, format_load(load)))
         return "\n".join(lines) + "\n"
 
     # -- local administration socket (rstudio-server offline/online/delete-node) --------------------------------
@@ -550,6 +836,22 @@ class Server:
         return {"error": "unknown admin command %r" % command}
 
 
+def minimum_user_id(config, login_defs="/etc/login.defs"):
+    """auth-minimum-user-id, else UID_MIN from /etc/login.defs, else 1000 (Restricting Access page)."""
+    value = config.rserver.get("auth-minimum-user-id", "")
+    if value.isdigit():
+        return int(value)
+    try:
+        with open(login_defs, encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "UID_MIN" and fields[1].isdigit():
+                    return int(fields[1])
+    except OSError:
+        pass
+    return 1000
+
+
 def on_nfs(path):
     """True when ``path`` lives on an NFS mount (longest matching mount point in /proc/mounts)."""
     try:
@@ -598,6 +900,12 @@ def rserver_main(argv=None):
             with os.fdopen(read_end) as pipe:
                 message = pipe.read().strip()
             if message == "ready":
+                # The parent is still root: it writes the PID file systemd reads (PIDFile=).
+                try:
+                    with open(PID_FILE, "w", encoding="utf-8") as handle:
+                        handle.write("%d\n" % pid)
+                except OSError as error:
+                    log("WARNING", "cannot write %s: %s" % (PID_FILE, error))
                 return 0
             os.waitpid(pid, 0)
             return 1
@@ -623,11 +931,6 @@ def run_server(server, ready_pipe):
             ready_pipe.close()
         return 1
     if ready_pipe:
-        try:
-            with open(PID_FILE, "w", encoding="utf-8") as handle:
-                handle.write("%d\n" % os.getpid())
-        except OSError as error:
-            log("WARNING", "cannot write %s: %s" % (PID_FILE, error))
         ready_pipe.write("ready\n")
         ready_pipe.close()
     threading.Thread(target=server.monitor, daemon=True).start()
@@ -635,7 +938,8 @@ def run_server(server, ready_pipe):
     server.shutdown()
     if ready_pipe:
         try:
-            os.unlink(PID_FILE)
+            with runtime.privileged():
+                os.unlink(PID_FILE)
         except OSError:
             pass
     return server.exit_code
@@ -646,12 +950,24 @@ def reload(server):
     if not server.config.lb_enabled or server.state not in ("online", "offline"):
         return
     try:
-        fresh = wconfig.WorkbenchConfig(server.config.directory)
+        # rserver takes root back for an instant to read its root-only files (database.conf, the cookie key).
+        with runtime.privileged():
+            fresh = wconfig.WorkbenchConfig(server.config.directory)
+            cookie = wconfig.read_secure_cookie_key(fresh.secure_cookie_key_file)
     except wconfig.ConfigError as error:
         log("ERROR", "reload refused, keeping the running configuration: %s" % error)
         return
+    launcher = None
+    if fresh.launcher_enabled:
+        try:
+            launcher = wconfig.read_launcher_keys(fresh, server.user())
+        except wconfig.ConfigError as error:
+            log("ERROR", "reload refused, keeping the running configuration: %s" % error)
+            return
     offline = server.state == "offline"
     server.config = fresh
+    server.cookie = cookie
+    server.launcher = launcher
     try:
         server.join()
         if offline:
@@ -711,24 +1027,34 @@ def cluster_db(config):
     return db
 
 
-def list_nodes_text(nodes, missed_after, now=None):
-    """The list-nodes table: online first, then by ID; "Missed check-in" for stale Online nodes."""
+PROTOCOL_NAMES = {"http": "Http", "https": "Https", "https no verify": "Https no verify"}
+
+
+def format_last_seen(stamp):
+    """Last Seen in the server's local time zone: ``2021-Sep-20 17:08:53`` (Posit's published output) followed by
+    the zone abbreviation, since the docs say the time is shown in the server's local time zone."""
+    return time.strftime(LAST_SEEN_FORMAT, time.localtime(stamp)) if stamp else ""
+
+
+def list_nodes_text(nodes, missed_after, now=None, protocol="http"):
+    """The list-nodes output: a Cluster section (protocol), then the node table, online first, then by ID, with
+    Status ("Missed check-in" for stale Online nodes), Health and Last Seen."""
     now = time.time() if now is None else now
     rows = []
     for node in nodes:
         status = node["status"]
         if status == "Online" and (node["last_seen"] is None or now - node["last_seen"] > missed_after):
             status = "Missed check-in"
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(node["last_seen"])) if node["last_seen"] else ""
         rows.append((node["status"] != "Online", node["id"],
-                     [str(node["id"]), node["host"], node["ipv4"] or "", str(node["port"]), status, seen]))
+                     [str(node["id"]), node["host"], node["ipv4"] or "", str(node["port"]), status,
+                      node.get("health") or "", format_last_seen(node["last_seen"])]))
     rows.sort(key=lambda row: (row[0], row[1]))
-    header = ["ID", "Host", "IPv4", "Port", "Status", "Last Seen"]
-    widths = [4, 30, 16, 8, 42]
+    header = ["ID", "Host", "IPv4", "Port", "Status", "Health", "Last Seen"]
+    widths = [4, 30, 16, 8, 42, 12]
     for index in range(len(widths)):
         longest = max([len(row[2][index]) for row in rows] + [0])
         widths[index] = max(widths[index], longest + 2)
-    lines = []
+    lines = ["Cluster", "-------", "Protocol", PROTOCOL_NAMES.get(protocol, protocol or ""), "", "Nodes", "-----"]
     for cells in [header] + [row[2] for row in rows]:
         lines.append("".join(cell.ljust(width) for cell, width in zip(cells, widths)) + cells[-1])
     return "\n".join(line.rstrip() for line in lines) + "\n"
@@ -775,7 +1101,9 @@ def cli_main(argv=None):
         if command == "list-nodes":
             db = cluster_db(config)
             try:
-                sys.stdout.write(list_nodes_text(wdb.nodes(db), tuning()["RSTUDIO_LB_MISSED_CHECKIN_SECONDS"]))
+                cluster = wdb.cluster(db)
+                sys.stdout.write(list_nodes_text(wdb.nodes(db), tuning()["RSTUDIO_LB_MISSED_CHECKIN_SECONDS"],
+                                                 protocol=cluster[1] if cluster else ""))
             finally:
                 db.close()
             return 0

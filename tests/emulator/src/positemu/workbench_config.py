@@ -13,6 +13,9 @@ DEFAULT_SECURE_COOKIE_KEY = "secure-cookie-key"
 DEFAULT_SQLITE_DIR = "/var/lib/rstudio-server"
 DEFAULT_SERVER_DATA_DIR = "/var/run/rstudio-server"
 DEFAULT_PORT = 8787
+DEFAULT_SERVER_USER = "rstudio-server"
+LAUNCHER_PEM = "launcher.pem"
+LAUNCHER_PUB = "launcher.pub"
 BALANCERS = ("sessions", "system-load", "user-hash", "custom")
 DIAGNOSTICS = ("tmp", "stderr")
 LOCK_TYPES = ("linkbased", "advisory")
@@ -61,7 +64,8 @@ def read_key_values(path, allowed, allow_sections=False):
     except FileNotFoundError:
         return options, sections
     except PermissionError:
-        raise ConfigError("%s: permission denied reading the file (rserver runs as root; check its mode)" % path)
+        raise ConfigError("%s: permission denied reading the file (rserver reads its configuration as root at "
+                          "start and as server-user on reload; check its owner and mode)" % path)
     for number, raw in enumerate(lines, start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -123,8 +127,16 @@ class WorkbenchConfig:
         self.address = options.get("www-address", "0.0.0.0")
         self.shared_storage = options.get("server-shared-storage-path", "")
         self.server_data_dir = options.get("server-data-dir", DEFAULT_SERVER_DATA_DIR)
+        # Off unless switched on: Posit's "Server Health Checks" page enables it with server-health-check-enabled=1.
         self.health_check_enabled = _flag(path, "server-health-check-enabled",
-                                          options.get("server-health-check-enabled", "1"))
+                                          options.get("server-health-check-enabled", "0"))
+        self.server_user = options.get("server-user", "") or DEFAULT_SERVER_USER
+        # A fresh installation comes with the Job Launcher and the Local plugin enabled (Launcher Configuration
+        # page), so the emulator treats launcher sessions as on unless launcher-sessions-enabled=0.
+        self.launcher_enabled = _flag(path, "launcher-sessions-enabled",
+                                      options.get("launcher-sessions-enabled", "1"))
+        self.launcher_pem = self.path(LAUNCHER_PEM)
+        self.launcher_pub = self.path(LAUNCHER_PUB)
         if _flag(path, "ssl-enabled", options.get("ssl-enabled", "0")):
             raise ConfigError("%s: ssl-enabled=1 is not modelled by the emulator; terminate TLS at the load "
                               "balancer or remove the option" % path)
@@ -230,3 +242,24 @@ def read_secure_cookie_key(path):
                           "generate one with `uuid` and copy it to every node" % (
                               path, len(key.encode()), MIN_KEY_BYTES))
     return None, key
+
+
+def read_launcher_keys(config, user):
+    """The launcher key pair (launcher.pem, launcher.pub) as bytes, read as ``user`` (the server-user rserver
+    runs as). Missing or unreadable files stop the server with the fix; nodes compare the pair when they talk."""
+    pair = []
+    for path in (config.launcher_pem, config.launcher_pub):
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise ConfigError("%s not found: launcher sessions are enabled (launcher-sessions-enabled defaults to 1) "
+                              "and need the launcher key pair; copy launcher.pem and launcher.pub from another node, "
+                              "or set launcher-sessions-enabled=0" % path) from None
+        except PermissionError:
+            raise ConfigError("cannot read %s as %s (server-user): permission denied; the launcher key pair must "
+                              "be readable by the server user (chown %s %s)" % (path, user, user, path)) from None
+        if not data.strip():
+            raise ConfigError("%s is empty: copy the launcher key pair from another node" % path)
+        pair.append(data)
+    return tuple(pair)

@@ -22,8 +22,8 @@ SCHEMA_11 = (
     "CREATE TABLE IF NOT EXISTS lb_cluster (id INTEGER PRIMARY KEY, key_hash TEXT NOT NULL, "
     "protocol TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS lb_node (id INTEGER PRIMARY KEY, host TEXT NOT NULL, ipv4 TEXT NOT NULL, "
-    "port INTEGER NOT NULL, status TEXT NOT NULL, last_seen DOUBLE PRECISION, version TEXT NOT NULL, "
-    "UNIQUE (host, port))",
+    "port INTEGER NOT NULL, status TEXT NOT NULL, health TEXT, last_seen DOUBLE PRECISION, "
+    "version TEXT NOT NULL, UNIQUE (host, port))",
     # The highest node ID ever handed out, so a deleted node's ID is never given to another node.
     "CREATE TABLE IF NOT EXISTS lb_node_seq (id INTEGER PRIMARY KEY, last INTEGER NOT NULL)",
 )
@@ -32,7 +32,8 @@ SCHEMA_12 = SCHEMA_11 + (
     "event TEXT NOT NULL)",
 )
 DDL = {11: SCHEMA_11, 12: SCHEMA_12}
-NODE_FIELDS = ("id", "host", "ipv4", "port", "status", "last_seen", "version")
+NODE_FIELDS = ("id", "host", "ipv4", "port", "status", "health", "last_seen", "version")
+HEALTHY, UNHEALTHY = "Healthy", "Unhealthy"
 
 
 def key_hash(key):
@@ -97,24 +98,30 @@ def register_node(db, host, port, version):
         return node_id
 
 
-def set_node(db, node_id, status, ipv4=None, seen=False):
+def set_node(db, node_id, status, ipv4=None, seen=False, health=None):
     sets, params = ["status = ?"], [status]
     if ipv4 is not None:
         sets.append("ipv4 = ?")
         params.append(ipv4)
+    if health is not None:
+        sets.append("health = ?")
+        params.append(health)
     if seen:
         sets.append("last_seen = ?")
         params.append(time.time())
     db.execute("UPDATE lb_node SET %s WHERE id = ?" % ", ".join(sets), tuple(params) + (node_id,))
 
 
-def check_in(db, node_id):
-    """Refresh last_seen of an Online node. Returns False when the row is gone (the node was deleted)."""
+def check_in(db, node_id, healthy=True):
+    """Record this node's health; an Online and healthy node also refreshes last_seen (the docs: "When a node is
+    Online and healthy, it updates the last seen time"). Returns False when the row is gone (it was deleted)."""
     row = db.query_one("SELECT status FROM lb_node WHERE id = ?", (node_id,))
     if row is None:
         return False
-    if row[0] == "Online":
-        db.execute("UPDATE lb_node SET last_seen = ? WHERE id = ?", (time.time(), node_id))
+    if healthy and row[0] == "Online":
+        db.execute("UPDATE lb_node SET health = ?, last_seen = ? WHERE id = ?", (HEALTHY, time.time(), node_id))
+    else:
+        db.execute("UPDATE lb_node SET health = ? WHERE id = ?", (HEALTHY if healthy else UNHEALTHY, node_id))
     return True
 
 
