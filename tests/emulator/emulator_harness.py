@@ -26,9 +26,9 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def http(url, method="GET", data=None, timeout=10):
+def http(url, method="GET", data=None, timeout=10, headers=None):
     """(status, body text) of a request; HTTP errors are returned, not raised."""
-    request = urllib.request.Request(url, method=method, data=data)
+    request = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()

@@ -208,3 +208,15 @@ def test_migrate_preconditions(make_node):
     assert result.returncode == 1 and "Usage: migrate" in result.stderr
     result = node.migrate("db")
     assert result.returncode == 1 and "cannot connect to PostgreSQL at postgres://u:****@" in result.stderr
+
+
+def test_content_api_needs_an_api_key_of_the_database(make_node):
+    node = make_node("c1")
+    node.start()
+    wait_http(node.url + "/__ping__")
+    assert http(node.url + "/__emulator__/content?name=report", method="POST", data=b"bundle")[0] == 201
+    status, body = http(node.url + "/__api__/v1/content")
+    assert status == 401 and "requires authentication" in body
+    key = json.loads(http(node.url + "/__emulator__/api_keys?name=ops", method="POST")[1])["key"]
+    assert http(node.url + "/__api__/v1/content", headers={"Authorization": "Key " + key})[1].count('"name": "report"') == 1
+    assert http(node.url + "/__api__/v1/content", headers={"Authorization": "Key not-" + key})[0] == 401

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.lab.lab import deb_file
+from tests.lab.lab import deb_file, wait_for
 
 OLD, NEW = "2023.09.0", "2023.12.0"
 TUNING = ("POSITEMU_MIGRATION_SECONDS=4\nPOSITEMU_SCHEMA_CHECK_SECONDS=2\nPOSITEMU_POLL_SECONDS=1\n"
@@ -31,11 +31,11 @@ def current_journal(unit="rstudio-connect"):
 
 
 def ping(node, host="localhost"):
-    return node.output("curl -s -o /dev/null -w '%%{http_code}' http://%s:3939/__ping__" % host, check=False)
+    return str(node.http("http://%s:3939/__ping__" % host)[0])
 
 
 def wait_serving(node, timeout=30):
-    node.wait_until("curl -fsS http://localhost:3939/__ping__", timeout=timeout)
+    node.wait_http("http://localhost:3939/__ping__", timeout=timeout)
 
 
 def wait_failed_with(node, text, timeout=30):
@@ -45,7 +45,7 @@ def wait_failed_with(node, text, timeout=30):
 
 
 def jobs(node):
-    return json.loads(node.output("curl -fsS http://localhost:3939/__emulator__/jobs"))
+    return json.loads(node.http_ok("http://localhost:3939/__emulator__/jobs"))
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +105,12 @@ def test_shared_metrics_path_fails_with_clear_log(cluster):
 
 def test_shared_files_unreadable_when_uid_differs(cluster):
     one, two = cluster["nodes"]
-    one.exec("curl -fsS -X POST --data-binary 'hello' 'http://localhost:3939/__emulator__/content?name=report'")
+    one.http_ok("http://localhost:3939/__emulator__/content?name=report", method="POST", data="hello")
     uid_one = one.output("id -u rstudio-connect")
     assert one.output("stat -c '%u %a' /srv/connect/data/apps/report/bundle") == "%s 600" % uid_one
     assert one.output("stat -c '%a' /srv/connect/data/apps/report") == "700"
-    assert one.output("curl -fsS http://localhost:3939/content/report/") == "hello"
-    assert two.output("curl -s -o /dev/null -w '%{http_code}' http://localhost:3939/content/report/") == "500"
+    assert one.http_ok("http://localhost:3939/content/report/") == "hello"
+    assert str(two.http("http://localhost:3939/content/report/")[0]) == "500"
     line = two.output(current_journal() + " | grep 'content report: cannot read'")
     assert "as rstudio-connect (uid %s)" % two.output("id -u rstudio-connect") in line
     assert "the file belongs to uid %s" % uid_one in line
@@ -122,20 +122,19 @@ def test_scheduled_jobs_concurrency_and_abandoned_takeover(cluster):
              % CONFIG)
     wait_serving(two)
     for name in ("a", "b"):
-        two.exec("curl -fsS -X POST 'http://localhost:3939/__emulator__/jobs?name=%s&seconds=1'" % name)
-    one.wait_until("curl -fsS http://localhost:3939/__emulator__/jobs | grep -qv pending", timeout=30)
-    one.wait_until("! curl -fsS http://localhost:3939/__emulator__/jobs | grep -Eq 'pending|running'", timeout=30)
+        two.http_ok("http://localhost:3939/__emulator__/jobs?name=%s&seconds=1" % name, method="POST")
+    wait_for(lambda: all(job["state"] == "done" for job in jobs(one)), timeout=30, what="both jobs to finish")
     assert {(job["node"], job["attempts"]) for job in jobs(one)} == {("c1", 1)}
     assert "Scheduled jobs are disabled on this node" in two.output(current_journal())
     # A job whose node dies mid-run is claimed by another node after its heartbeat stops, and runs again.
-    one.exec("curl -fsS -X POST 'http://localhost:3939/__emulator__/jobs?name=long&seconds=6'")
-    one.wait_until("curl -fsS http://localhost:3939/__emulator__/jobs | grep -q running", timeout=30)
+    one.http_ok("http://localhost:3939/__emulator__/jobs?name=long&seconds=6", method="POST")
+    wait_for(lambda: any(job["state"] == "running" for job in jobs(one)), timeout=30, what="the long job to run")
     one.exec("systemctl kill -s KILL rstudio-connect")
     two.exec("sed -i 's/ScheduleConcurrency = 0/ScheduleConcurrency = 2/' %s && systemctl restart rstudio-connect"
              % CONFIG)
     wait_serving(two)
-    two.wait_until("curl -fsS http://localhost:3939/__emulator__/jobs | grep -q '\"name\": \"long\", "
-                   "\"state\": \"done\"'", timeout=40)
+    wait_for(lambda: any(job["name"] == "long" and job["state"] == "done" for job in jobs(two)), timeout=40,
+             what="the long job to be done by the other node")
     long_job = [job for job in jobs(two) if job["name"] == "long"][0]
     assert long_job["node"] == "c2" and long_job["attempts"] == 2
     assert [(run["node"], run["finished"]) for run in long_job["runs"]] == [("c1", False), ("c2", True)]
@@ -149,8 +148,7 @@ def test_upgrade_migrates_and_old_binaries_shut_down_or_refuse(cluster):
     # The operator forgot to stop c2: it keeps running the old binary while c1 is upgraded.
     one.exec("systemctl stop rstudio-connect")
     one.install_package(cluster["pkgs"], deb_file("rstudio-connect", NEW))
-    one.wait_until("curl -s -o /dev/null -w '%{http_code}' http://localhost:3939/__ping__ | grep -q 503",
-                   timeout=20)
+    wait_for(lambda: one.http("http://localhost:3939/__ping__")[0] == 503, timeout=20, what="503 while migrating")
     wait_serving(one)
     assert "Migrating the database schema from version 71 to 72" in one.output(current_journal())
     wait_failed_with(two, "the database schema version 72 is newer than this binary supports (71)")
@@ -159,7 +157,7 @@ def test_upgrade_migrates_and_old_binaries_shut_down_or_refuse(cluster):
     two.install_package(cluster["pkgs"], deb_file("rstudio-connect", NEW))
     wait_serving(two)
     for node in (one, two):
-        settings = json.loads(node.output("curl -fsS http://localhost:3939/__api__/server_settings"))
+        settings = json.loads(node.http_ok("http://localhost:3939/__api__/server_settings"))
         assert (settings["version"], settings["schema"]) == (NEW, 72)
 
 
@@ -173,7 +171,7 @@ def test_migrate_sqlite_to_postgres_only(cluster):
                             "[Applications]\nScheduleConcurrency = 0\n")
     node.exec("systemctl restart rstudio-connect")
     wait_serving(node)
-    node.exec("curl -fsS -X POST 'http://localhost:3939/__emulator__/jobs?name=kept'")
+    node.http_ok("http://localhost:3939/__emulator__/jobs?name=kept", method="POST")
     result = node.exec("/opt/rstudio-connect/bin/migrate db", check=False)
     assert result.returncode == 1 and "needs both a [SQLite] and a [Postgres] section" in result.stderr
     node.exec("printf '[SQLite]\\nDir = /var/lib/rstudio-connect/db\\n[Postgres]\\nURL = %s\\n' >> %s"
@@ -189,6 +187,6 @@ def test_migrate_sqlite_to_postgres_only(cluster):
     assert "jobs: 1 row(s)" in result.stdout and "single-secret" not in result.stdout
     node.exec("sed -i 's/Provider = SQLite/Provider = Postgres/' %s && systemctl start rstudio-connect" % CONFIG)
     wait_serving(node)
-    settings = json.loads(node.output("curl -fsS http://localhost:3939/__api__/server_settings"))
+    settings = json.loads(node.http_ok("http://localhost:3939/__api__/server_settings"))
     assert settings["database"] == "postgres"
     assert [job["name"] for job in jobs(node)] == ["kept"]

@@ -5,7 +5,6 @@ The tests of this module share one lab and run in order (a cluster is built, bro
 """
 
 import json
-import shlex
 
 import pytest
 
@@ -33,11 +32,9 @@ def rows(stdout):
     return [line.split() for line in stdout.splitlines()]
 
 
-def curl_status(node, path, host="localhost", method="GET", data=None):
-    command = "curl -s -o /dev/null -w '%%{http_code}' -X %s http://%s:4242%s" % (method, host, path)
-    if data is not None:
-        command += " --data-binary %s" % shlex.quote(data)
-    return node.output(command, check=False)
+def http_status(node, path, host="localhost", method="GET", data=None):
+    """The status code of a request made on ``node``, as text ("0" when nothing answers)."""
+    return str(node.http("http://%s:4242%s" % (host, path), method=method, data=data)[0])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +70,7 @@ def test_install_like_the_vendor_package(pm):
             "[Service]\nUser=rstudio-pm\nGroup=rstudio-pm")
         assert node.output("ps -o user= -p $(systemctl show -p MainPID --value rstudio-pm)") == "rstudio-pm"
         assert node.output("stat -c '%a %U %G' /etc/rstudio-pm/rstudio-pm.gcfg") == "640 rstudio-pm rstudio-pm"
-        node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
+        node.wait_http("http://localhost:4242/__ping__", timeout=20)
     # The package reused the account that existed on pm2 and created a system account on pm1.
     assert two.output("id -u rstudio-pm") == "4242"
     uid_one = int(one.output("id -u rstudio-pm"))
@@ -108,15 +105,15 @@ def test_cluster_on_postgres_and_shared_data_dir(pm):
     one.exec("chown -R rstudio-pm:rstudio-pm /srv/rspm/data && systemctl start rstudio-pm")
     two.exec("systemctl restart rstudio-pm")
     for node in (one, two):
-        node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
+        node.wait_http("http://localhost:4242/__ping__", timeout=20)
     assert rows(one.output("%s cluster nodes" % RSPM)) == [["PM1", OLD, "online"], ["PM2", OLD, "online"]]
     listing = json.loads(two.output("%s -o json cluster nodes" % RSPM))
     assert [node["hostname"] for node in listing["nodes"]] == ["PM1", "PM2"]
     # One node writes into the shared data dir, the other serves it.
-    assert curl_status(one, "/__emulator__/data/check.txt", method="PUT", data="from pm1") == "201"
-    assert two.output("curl -fsS http://localhost:4242/__emulator__/data/check.txt") == "from pm1"
-    assert curl_status(one, "/__api__/repos?name=cran", method="POST") == "201"
-    assert json.loads(two.output("curl -fsS http://localhost:4242/__api__/repos"))[0]["name"] == "cran"
+    assert http_status(one, "/__emulator__/data/check.txt", method="PUT", data="from pm1") == "201"
+    assert two.http_ok("http://localhost:4242/__emulator__/data/check.txt") == "from pm1"
+    assert http_status(one, "/__api__/repos?name=cran", method="POST") == "201"
+    assert json.loads(two.http_ok("http://localhost:4242/__api__/repos"))[0]["name"] == "cran"
 
 
 def test_cli_failures_are_clear(pm):
@@ -141,7 +138,7 @@ def test_cli_failures_are_clear(pm):
     # The request stays in the database: the node starts offline and is brought back explicitly.
     two.exec("systemctl start rstudio-pm")
     two.wait_until("%s cluster nodes | grep -q 'PM2 .* offline'" % RSPM, timeout=20)
-    assert curl_status(two, "/__ping__") == "503"
+    assert http_status(two, "/__ping__") == "503"
     assert rows(two.output("%s online" % RSPM))[1] == ["PM2", OLD, "online"]
 
 
@@ -149,13 +146,13 @@ def test_offline_answers_503_and_survives_restart(pm):
     one, two = pm["nodes"]
     result = one.exec("%s cluster offline --nodes=PM2" % RSPM)
     assert rows(result.stdout) == [["PM1", OLD, "online"], ["PM2", OLD, "offline"]]
-    assert curl_status(one, "/__ping__", host="pm2") == "503"
-    assert curl_status(one, "/__ping__", host="pm1") == "200"
+    assert http_status(one, "/__ping__", host="pm2") == "503"
+    assert http_status(one, "/__ping__", host="pm1") == "200"
     two.exec("systemctl restart rstudio-pm")
     two.wait_until(current_journal("rstudio-pm") + " | grep -q 'starts offline'", timeout=20)
-    assert curl_status(two, "/__ping__") == "503"
+    assert http_status(two, "/__ping__") == "503"
     one.exec("%s cluster online --nodes=PM2" % RSPM)
-    assert curl_status(two, "/__ping__") == "200"
+    assert http_status(two, "/__ping__") == "200"
 
 
 def test_rolling_upgrade_as_documented(pm):
@@ -181,7 +178,7 @@ def test_rolling_upgrade_as_documented(pm):
     two.install_package(pm["pkgs"], deb_file("rstudio-pm", NEW))
     result = one.exec("%s cluster online --nodes=PM2 --timeout=120" % RSPM)
     assert rows(result.stdout) == [["PM1", NEW, "online"], ["PM2", NEW, "online"]]
-    assert two.output("curl -fsS http://localhost:4242/__emulator__/data/check.txt") == "from pm1"
+    assert two.http_ok("http://localhost:4242/__emulator__/data/check.txt") == "from pm1"
 
 
 def test_s3_storage_needs_the_same_encryption_key(pm):
@@ -194,12 +191,12 @@ def test_s3_storage_needs_the_same_encryption_key(pm):
         node.write_file("/etc/rstudio-pm/rstudio-pm.gcfg", pm_config(pm["url"], node.name.upper(), extra=s3))
         node.exec("systemctl restart rstudio-pm")
     for node in (one, two):
-        node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
-    assert curl_status(one, "/__emulator__/data/pkg.tar.gz", method="PUT", data="package bytes") == "201"
+        node.wait_http("http://localhost:4242/__ping__", timeout=20)
+    assert http_status(one, "/__emulator__/data/pkg.tar.gz", method="PUT", data="package bytes") == "201"
     one.exec("test -s /srv/rspm/s3/rspm-bucket/pkg.tar.gz && ! grep -q 'package bytes' "
              "/srv/rspm/s3/rspm-bucket/pkg.tar.gz")
     # Each node created its own key at first start: pm2 cannot decrypt what pm1 stored.
-    assert curl_status(two, "/__emulator__/data/pkg.tar.gz") == "500"
+    assert http_status(two, "/__emulator__/data/pkg.tar.gz") == "500"
     assert "the object was encrypted with another key" in two.journal("rstudio-pm")
     # The documented fix: copy the key from the first node, mode 0600 -- and owned by rstudio-pm, which reads it.
     two.write_file("/var/lib/rstudio-pm/rstudio-pm.key", one.read_file("/var/lib/rstudio-pm/rstudio-pm.key"),
@@ -208,8 +205,8 @@ def test_s3_storage_needs_the_same_encryption_key(pm):
     two.wait_until(current_journal("rstudio-pm") + " | grep -q 'cannot read encryption key "
                    "/var/lib/rstudio-pm/rstudio-pm.key as rstudio-pm (uid 4242): permission denied'", timeout=20)
     two.exec("chown rstudio-pm:rstudio-pm /var/lib/rstudio-pm/rstudio-pm.key && systemctl restart rstudio-pm")
-    two.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
-    assert two.output("curl -fsS http://localhost:4242/__emulator__/data/pkg.tar.gz") == "package bytes"
+    two.wait_http("http://localhost:4242/__ping__", timeout=20)
+    assert two.http_ok("http://localhost:4242/__emulator__/data/pkg.tar.gz") == "package bytes"
 
 
 def test_migrate_both_directions_with_preconditions(pm):
@@ -218,8 +215,8 @@ def test_migrate_both_directions_with_preconditions(pm):
     node = lab.start_node("pm3")
     node.write_file("/etc/default/rstudio-pm", TUNING)
     node.install_package(pm["pkgs"], deb_file("rstudio-pm", NEW))
-    node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
-    assert curl_status(node, "/__api__/repos?name=local-repo", method="POST") == "201"
+    node.wait_http("http://localhost:4242/__ping__", timeout=20)
+    assert http_status(node, "/__api__/repos?name=local-repo", method="POST") == "201"
     migrate = "/opt/rstudio-pm/bin/migrate --from sqlite --to postgres"
     result = node.exec(migrate, check=False)
     assert result.returncode == 1 and "needs both a [Sqlite] and a [Postgres] section" in result.stderr
@@ -237,9 +234,9 @@ def test_migrate_both_directions_with_preconditions(pm):
     assert "repos: 1 row(s)" in result.stdout and "single-secret" not in result.stdout
     node.exec("sed -i 's/Provider = sqlite/Provider = postgres/' /etc/rstudio-pm/rstudio-pm.gcfg "
               "&& rm /var/lib/rstudio-pm/db/rstudio-pm.sqlite && systemctl start rstudio-pm")
-    node.wait_until("curl -fsS http://localhost:4242/__ping__", timeout=20)
-    assert json.loads(node.output("curl -fsS http://localhost:4242/__api__/status"))["database"] == "postgres"
-    assert json.loads(node.output("curl -fsS http://localhost:4242/__api__/repos"))[0]["name"] == "local-repo"
+    node.wait_http("http://localhost:4242/__ping__", timeout=20)
+    assert json.loads(node.http_ok("http://localhost:4242/__api__/status"))["database"] == "postgres"
+    assert json.loads(node.http_ok("http://localhost:4242/__api__/repos"))[0]["name"] == "local-repo"
     # And back to SQLite (Package Manager's migrate goes both ways).
     node.exec("systemctl stop rstudio-pm")
     result = node.exec("/opt/rstudio-pm/bin/migrate --from postgres --to sqlite")

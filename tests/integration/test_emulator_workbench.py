@@ -58,17 +58,7 @@ def launcher_pair(node):
 
 
 def list_nodes(node):
-    """list-nodes parsed by the header's column positions, as the adapters do (docs/CONTRACTS.md), after the
-    Cluster section that comes first."""
-    lines = node.output("rstudio-server list-nodes").splitlines()
-    lines = lines[[i for i, line in enumerate(lines) if line.startswith("ID ")][0]:]
-    names = ["ID", "Host", "IPv4", "Port", "Status", "Health", "Last Seen"]
-    starts = [lines[0].index(name) for name in names]
-    rows = []
-    for line in lines[1:]:
-        cells = [line[s:(starts[i + 1] if i + 1 < len(starts) else None)].strip() for i, s in enumerate(starts)]
-        rows.append(dict(zip(names, cells)))
-    return rows
+    return node.workbench_nodes()
 
 
 def status_of(node, host):
@@ -76,7 +66,7 @@ def status_of(node, host):
 
 
 def health(node, target="localhost"):
-    return node.output("curl -s -o /dev/null -w '%%{http_code}' http://%s:8787/health-check" % target, check=False)
+    return str(node.http("http://%s:8787/health-check" % target)[0])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +87,7 @@ def test_package_installs_like_the_vendor_one(wb):
     assert rsw1.output("id -un rstudio-server") == "rstudio-server"
     assert rsw1.output("systemctl is-enabled rstudio-server") == "enabled"
     # Fresh install: single node on SQLite, serving its sign-in page; the health check is off by default.
-    rsw1.wait_until("curl -fsS -o /dev/null http://localhost:8787/")
+    rsw1.wait_http("http://localhost:8787/")
     assert health(rsw1) == "404"
     # rserver started as root and works as rstudio-server; its SQLite database belongs to that account.
     assert rsw1.output("ps -o user= -p $(cat /run/rstudio-server.pid)") == "rstudio-server"
@@ -142,11 +132,11 @@ def test_cluster_comes_online(wb):
         ("1", "rsw1", rsw1.ip(), "8787", "Online", "Healthy"), ("2", "rsw2", rsw2.ip(), "8787", "Online", "Healthy")]
     # Last Seen as Posit published it (2021-Sep-20 17:08:53) with the server's time zone.
     assert re.fullmatch(r"\d{4}-[A-Z][a-z]{2}-\d\d \d\d:\d\d:\d\d [A-Z]+", rows[0]["Last Seen"])
-    status = rsw1.output("curl -fsS http://localhost:8787/load-balancer/status")
+    status = rsw1.http_ok("http://localhost:8787/load-balancer/status")
     assert re.search(r"^rsw1:8787  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+$", status, re.M)
     assert re.search(r"^rsw2:8787  Load: ", status, re.M)
     # IP restricted: another node asking over the network is refused.
-    assert rsw2.output("curl -s -o /dev/null -w '%{http_code}' http://rsw1:8787/load-balancer/status") == "403"
+    assert str(rsw2.http("http://rsw1:8787/load-balancer/status")[0]) == "403"
     assert "joined node 2" in rsw1.journal("rstudio-server")
     assert rsw1.output("stat -c %a /etc/rstudio/secure-cookie-key") == "600"
 
@@ -156,7 +146,7 @@ def test_offline_and_online_on_the_local_node(wb):
     rsw2.exec("rstudio-server offline")
     assert health(rsw1, "rsw2") == "503"
     assert status_of(rsw1, "rsw2") == "Offline"
-    assert re.search(r"^rsw2:8787 \(offline\)  Load: ", rsw1.output("curl -fsS localhost:8787/load-balancer/status"),
+    assert re.search(r"^rsw2:8787 \(offline\)  Load: ", rsw1.http_ok("http://localhost:8787/load-balancer/status"),
                      re.M)
     rsw2.exec("rstudio-server online")
     assert health(rsw1, "rsw2") == "200"
@@ -178,11 +168,11 @@ def test_sessions_and_a_node_with_another_launcher_pair(wb):
     rsw1, rsw2, rsw3 = wb["rsw1"], wb["rsw2"], wb["rsw3"]
     for node in (rsw1, rsw2, rsw3):  # user accounts identical on every node
         node.exec("id jdoe || useradd -u 2001 -m jdoe")
-    session = json.loads(rsw2.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
+    session = json.loads(rsw2.http_ok("http://localhost:8787/__emulator__/sessions?user=jdoe", method="POST"))
     assert rsw2.output("ps -o user= -p %d" % session["pid"]) == "jdoe"
-    status = rsw1.output("curl -fsS localhost:8787/load-balancer/status")
+    status = rsw1.http_ok("http://localhost:8787/load-balancer/status")
     assert re.search(r"^rsw2:8787  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+\n   %d - jdoe$" % session["pid"], status, re.M)
-    assert rsw1.output("curl -fsS localhost:8787/s/%d/" % session["pid"]).startswith("session %d of jdoe" %
+    assert rsw1.http_ok("http://localhost:8787/s/%d/" % session["pid"]).startswith("session %d of jdoe" %
                                                                                      session["pid"])
     # rsw3 joins with the cluster's cookie key but the launcher pair its own package generated.
     configure(rsw3, wb["db"])
@@ -190,14 +180,14 @@ def test_sessions_and_a_node_with_another_launcher_pair(wb):
     assert status_of(rsw1, "rsw3") == "Online"
     rsw3.wait_until("journalctl -u rstudio-server -o cat | grep -q 'launcher.pem/launcher.pub differ'", timeout=20)
     assert "signed a launcher request with another launcher key pair" in rsw1.journal("rstudio-server", lines=40)
-    odd = json.loads(rsw3.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
-    code = rsw1.output("curl -s -o /dev/null -w '%%{http_code}' localhost:8787/s/%d/" % odd["pid"], check=False)
+    odd = json.loads(rsw3.http_ok("http://localhost:8787/__emulator__/sessions?user=jdoe", method="POST"))
+    code = str(rsw1.http("http://localhost:8787/s/%d/" % odd["pid"])[0])
     assert code == "502"
     # The fix: copy the pair from another node and restart.
     configure(rsw3, wb["db"], launcher=wb["pair"])
     rsw3.exec("rstudio-server restart")
-    odd = json.loads(rsw3.output("curl -fsS -X POST 'http://localhost:8787/__emulator__/sessions?user=jdoe'"))
-    assert rsw1.output("curl -fsS localhost:8787/s/%d/" % odd["pid"]).startswith("session %d of jdoe" % odd["pid"])
+    odd = json.loads(rsw3.http_ok("http://localhost:8787/__emulator__/sessions?user=jdoe", method="POST"))
+    assert rsw1.http_ok("http://localhost:8787/s/%d/" % odd["pid"]).startswith("session %d of jdoe" % odd["pid"])
     rsw3.exec("rstudio-server stop")
 
 
@@ -298,7 +288,7 @@ def test_missed_check_in_and_recovery(wb):
         time.sleep(1)
     # Still listed with its last known load (seed 004: "(unreachable)  Load: 0, 0, 0").
     assert re.search(r"^rsw2:8787 \(unreachable\)  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+$",
-                     rsw1.output("curl -fsS localhost:8787/load-balancer/status"), re.M)
+                     rsw1.http_ok("http://localhost:8787/load-balancer/status"), re.M)
     rsw2.start()
     rsw2.wait_for_systemd()
     rsw2.wait_until("systemctl is-active rstudio-server", timeout=60)

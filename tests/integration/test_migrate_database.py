@@ -89,6 +89,11 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
     connect = labs["connect"]
     node = connect.nodes[0]
     assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["sqlite"]
+    node.http_ok("http://127.0.0.1:3939/__emulator__/content?name=migrated-content", method="POST", data="bundle")
+    key = json.loads(node.http_ok("http://127.0.0.1:3939/__emulator__/api_keys?name=ops", method="POST"))["key"]
+    headers = {"Authorization": "Key " + key}
+    content_before = node.http_ok("http://127.0.0.1:3939/__api__/v1/content", headers=headers)
+    assert "migrated-content" in content_before
     node.http_ok("http://127.0.0.1:3939/__emulator__/jobs?name=migrated-report&seconds=0.2", method="POST")
     deadline = time.monotonic() + 60
     while '"state": "done"' not in node.http_ok("http://127.0.0.1:3939/__emulator__/jobs"):
@@ -108,13 +113,18 @@ def test_connect_moves_to_postgres_with_its_jobs(labs):
 
     started = time.monotonic()
     result = connect.playbook("migrate_database.yml", extra_vars={"migrate_database_product": "connect",
-                                                                  "migrate_database_if_exists": "truncate"},
+                                                                  "migrate_database_if_exists": "truncate",
+                                                                  "migrate_database_check_headers": headers},
                               log=connect.dir / "migrate-connect.log")
     assert result.rc == 0, result.output[-4000:]
     assert provider(node, "/etc/rstudio-connect/rstudio-connect.gcfg") == ["postgres"]
     assert connect.health(node) == 200
     assert node.http_ok("http://127.0.0.1:3939/__emulator__/jobs") == before
     assert "migrated-report" in connect.psql("rstudio_connect", "SELECT name FROM jobs")
+    # Compared by the playbook through Connect's API with the key, which still works on PostgreSQL.
+    assert task_outcome(result.output, "Check that the node serves the same answer as before") == "ok"
+    assert node.http_ok("http://127.0.0.1:3939/__api__/v1/content", headers=headers) == content_before
+    assert key not in result.output
     assert connect.psql("rstudio_connect", "SELECT to_regclass('leftover')") == ""
     print("connect migration: %.1f s" % (time.monotonic() - started))
 

@@ -100,11 +100,6 @@ def pm_listing(node):
                 (line.split() for line in node.output("%s cluster nodes" % RSPM).splitlines()) if fields)
 
 
-def wb_statuses(node):
-    lines = node.output("rstudio-server list-nodes").splitlines()
-    start, end = lines[0].index("Host"), lines[0].index("IPv4")
-    status_start, seen_start = lines[0].index("Status"), lines[0].index("Last Seen")
-    return dict((line[start:end].strip(), line[status_start:seen_start].strip()) for line in lines[1:])
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +239,7 @@ def test_wb_offline_on_the_node_itself_then_idempotent(cluster, ansible):
     assert result["changed"] is True and result["changed_nodes"] == ["rsw2"]
     assert [(n["id"], n["status"]) for n in result["nodes"]] == [(2, "Offline")]
     assert result["commands"][1] == "/usr/sbin/rstudio-server offline"
-    assert wb_statuses(cluster["rsw1"])["rsw2"] == "Offline"
+    assert cluster["rsw1"].workbench_statuses()["rsw2"] == "Offline"
     again = ansible.run("rsw2", "cluster_node", args)
     assert not again["failed"] and again["changed"] is False
     assert again["commands"] == ["/usr/sbin/rstudio-server list-nodes"]
@@ -254,14 +249,14 @@ def test_wb_refuses_to_change_another_node(cluster, ansible):
     result = ansible.run("rsw1", "cluster_node", {"product": "workbench", "nodes": ["rsw2"], "state": "online"})
     assert result["failed"]
     assert "acts only on the node it runs on" in result["msg"] and "delegate_to: rsw2" in result["msg"]
-    assert wb_statuses(cluster["rsw1"])["rsw2"] == "Offline"
+    assert cluster["rsw1"].workbench_statuses()["rsw2"] == "Offline"
 
 
 def test_wb_online_by_id_on_the_node_itself(cluster, ansible):
     result = ansible.run("rsw2", "cluster_node", {"product": "workbench", "nodes": ["2"], "state": "online"})
     assert not result["failed"], result
     assert result["changed_nodes"] == ["rsw2"] and modes(result) == {"rsw2": "online"}
-    assert wb_statuses(cluster["rsw1"])["rsw2"] == "Online"
+    assert cluster["rsw1"].workbench_statuses()["rsw2"] == "Online"
 
 
 def test_wb_unknown_node(cluster, ansible):
@@ -269,7 +264,7 @@ def test_wb_unknown_node(cluster, ansible):
     assert result["failed"]
     assert "Unknown Workbench node(s): rsw9. Known nodes: rsw1 (ID 1, Online), rsw2 (ID 2, Online), " \
            "rsw3 (ID 3, Online)." in result["msg"]
-    assert set(wb_statuses(cluster["rsw1"]).values()) == {"Online"}
+    assert set(cluster["rsw1"].workbench_statuses().values()) == {"Online"}
 
 
 def test_wb_timeout_when_the_node_never_comes_online(cluster, ansible):
@@ -299,12 +294,12 @@ def test_wb_delete_refused_while_online_then_deleted_when_stopped(cluster, ansib
     cluster["rsw1"].wait_until("rstudio-server list-nodes | grep -q '^3 .* Offline'", timeout=30)
     checked = ansible.run("rsw1", "cluster_node", args, check=True)
     assert not checked["failed"] and checked["changed"] is True
-    assert "rsw3" in wb_statuses(cluster["rsw1"])
+    assert "rsw3" in cluster["rsw1"].workbench_statuses()
 
     result = ansible.run("rsw1", "cluster_node", args)
     assert not result["failed"], result
     assert result["changed"] is True and result["changed_nodes"] == ["rsw3"] and result["nodes"] == []
     assert "/usr/sbin/rstudio-server delete-node 3" in result["commands"]
-    assert "rsw3" not in wb_statuses(cluster["rsw1"])
+    assert "rsw3" not in cluster["rsw1"].workbench_statuses()
     again = ansible.run("rsw1", "cluster_node", args)
     assert not again["failed"] and again["changed"] is False

@@ -26,10 +26,6 @@ def fingerprint(text):
     return hashlib.sha256(text.strip().encode()).hexdigest()
 
 
-def statuses(node):
-    lines = node.output("rstudio-server list-nodes").splitlines()
-    host, ipv4, status, seen = (lines[0].index(title) for title in ("Host", "IPv4", "Status", "Last Seen"))
-    return dict((line[host:ipv4].strip(), line[status:seen].strip()) for line in lines[1:])
 
 
 def key_of(node):
@@ -80,7 +76,7 @@ def test_generate_on_the_first_node_and_share_it(nodes, ansible):
     for node in (rsw1, rsw2):
         node.exec("systemctl start rstudio-server")
     rsw1.wait_until("rstudio-server list-nodes | grep -c ' Online ' | grep -qx 2", timeout=60)
-    assert statuses(rsw1) == {"rsw1": "Online", "rsw2": "Online"}
+    assert rsw1.workbench_statuses() == {"rsw1": "Online", "rsw2": "Online"}
 
 
 def test_second_runs_change_nothing(nodes, ansible):

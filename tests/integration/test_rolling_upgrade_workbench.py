@@ -22,8 +22,8 @@ def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
     cluster.upgrade_all_out_together("run-workbench.log")
     cluster.assert_upgraded_and_serving()
     # Workbench's own view: both nodes Online in list-nodes.
-    listing = cluster.nodes[0].output("rstudio-server list-nodes")
-    assert [line.split()[4] for line in listing.splitlines()[1:]] == ["Online", "Online"], listing
+    statuses = cluster.nodes[0].workbench_statuses()
+    assert sorted(statuses.values()) == ["Online", "Online"], statuses
 
 
 def test_second_run_changes_nothing(cluster):

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file
+from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file, wait_for  # noqa: F401  (wait_for: for the tests)
 
 VENV_BIN = REPO / ".venv" / "bin"
 COLLECTIONS_DIR = REPO / "build" / "collections"
@@ -106,16 +106,6 @@ class RunningPlaybook:
         finally:
             self._file.close()
         return self.proc.returncode
-
-
-def wait_for(predicate, timeout, what, interval=0.3):
-    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Cluster:

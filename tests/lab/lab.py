@@ -29,6 +29,16 @@ SYSTEMD_RUN_OPTS = ("--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/ru
                     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro")
 
 
+def wait_for(predicate, timeout, what, interval=0.3):
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
 def build_debs(dest=DEBS_DIR):
     """Build the emulator's .deb packages (seconds) into ``dest`` and return the file names."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -133,6 +143,22 @@ class Node:
         self.exec("python3 -c %s %s /tmp/%s && cd /tmp && DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s ./%s"
                   % (shlex.quote(DOWNLOAD_SCRIPT), shlex.quote(url), shlex.quote(file_name), apt_options,
                      shlex.quote(file_name)))
+
+    def workbench_nodes(self):
+        """``rstudio-server list-nodes`` as rows ``{column title: value}``: the table after the Cluster section,
+        cut at the header's column starts (the emulator prints Workbench's fixed-width layout)."""
+        lines = self.output("rstudio-server list-nodes").splitlines()
+        lines = lines[[number for number, line in enumerate(lines) if line.startswith("ID ")][0]:]
+        titles = [title for title in ("ID", "Host", "IPv4", "Port", "Status", "Health", "Last Seen")
+                  if title in lines[0]]
+        starts = [lines[0].index(title) for title in titles]
+        ends = starts[1:] + [None]
+        return [{title: line[start:end].strip() for title, start, end in zip(titles, starts, ends)}
+                for line in lines[1:] if line.strip()]
+
+    def workbench_statuses(self):
+        """``{host: status}`` of ``rstudio-server list-nodes``."""
+        return {row["Host"]: row["Status"] for row in self.workbench_nodes()}
 
     def journal(self, unit, lines=200):
         """The unit's last ``lines`` journal lines (all of them with ``lines=None``)."""

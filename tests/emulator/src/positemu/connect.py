@@ -5,6 +5,7 @@ assumptions made where the docs are silent are listed in tests/emulator/README.m
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -35,8 +36,10 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS job_runs (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, "
     "started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION)",
     "CREATE TABLE IF NOT EXISTS content (name TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, created_by TEXT)",
+    "CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "created_at DOUBLE PRECISION NOT NULL)",
 )
-TABLES = ("schema_version", "nodes", "jobs", "job_runs", "content")
+TABLES = ("schema_version", "nodes", "jobs", "job_runs", "content", "api_keys")
 
 
 class UsageError(Exception):
@@ -259,6 +262,35 @@ class Daemon:
                        error.strip().split(": ")[-1] or "permission denied", owner, self.settings.run_as)
         return httpd.Response(500, "content %s could not be read by %s\n" % (name, self.settings.run_as))
 
+    def mint_api_key(self, request):
+        """Emulator route: an API key, as an administrator creates one in Connect's dashboard (stored hashed)."""
+        if not self.serving():
+            return httpd.Response(503, "Connect is %s\n" % self.state)
+        key = uuid.uuid4().hex
+        self.db.execute("INSERT INTO api_keys (key_hash, name, created_at) VALUES (?, ?, ?)",
+                        (hashlib.sha256(key.encode()).hexdigest(), request.query.get("name", "key"), time.time()))
+        return httpd.Response(201, json.dumps({"key": key}) + "\n", "application/json")
+
+    def authorized(self, request):
+        """``Authorization: Key <api key>`` naming a key of the database (Connect's API authentication)."""
+        scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme != "Key" or not key.strip():
+            return False
+        digest = hashlib.sha256(key.strip().encode()).hexdigest()
+        return self.db.query_one("SELECT 1 FROM api_keys WHERE key_hash = ?", (digest,)) is not None
+
+    def api_content(self, request):
+        """GET /__api__/v1/content: the content items the database lists (Connect Server API, an API key needed)."""
+        if not self.serving():
+            return httpd.Response(503, "Connect is %s\n" % self.state)
+        if not self.authorized(request):
+            body = {"code": 3, "error": "The requested operation requires authentication.", "payload": None}
+            return httpd.Response(401, json.dumps(body) + "\n", "application/json")
+        items = [{"guid": str(uuid.uuid5(uuid.NAMESPACE_URL, "content/" + name)), "name": name,
+                  "created_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))}
+                 for name, created in self.db.query("SELECT name, created_at FROM content ORDER BY name")]
+        return httpd.Response(200, json.dumps(items) + "\n", "application/json")
+
     def jobs_route(self, request):
         """Emulator route: POST schedules a job (?name=&seconds=); GET lists jobs and their runs."""
         if request.method == "POST":
@@ -284,6 +316,8 @@ class Daemon:
         server.route("GET", "/__api__/server_settings", self.server_settings)
         server.route("POST", "/__emulator__/content", self.deploy)
         server.route("GET", "/content/", self.serve_content, prefix=True)
+        server.route("GET", "/__api__/v1/content", self.api_content)
+        server.route("POST", "/__emulator__/api_keys", self.mint_api_key)
         server.route("GET", "/__emulator__/jobs", self.jobs_route)
         server.route("POST", "/__emulator__/jobs", self.jobs_route)
         return server
