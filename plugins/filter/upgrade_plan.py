@@ -18,8 +18,8 @@ author:
 description:
   - Decides which nodes a rolling upgrade takes out, upgrades and brings back in each step, following the product's
     documented procedure (the upgrade traits of its record), and whether the run must be refused.
-  - "Steps: V(early) (Package Manager's first batch, upgraded while the other nodes serve), V(stop) (out of service
-    together; no node serves afterwards), V(first) (upgraded first and back; the schema migrates), V(rest)
+  - "Steps: V(early) (the first nodes out of service and upgraded, or for Connect and Workbench unpacked, while the
+    other nodes serve), V(stop) (out of service together; no node serves afterwards), V(first) (upgraded first and back; the schema migrates), V(rest)
     (upgraded after the schema moved, RV(_value.rest_serial) at a time)."
   - A node already on the target version that serves is done. A node on the target version that does not serve yet
     (an earlier run stopped after installing it, or it is still migrating) comes back first and is never stopped
@@ -109,6 +109,15 @@ _value:
       description: True when an earlier run got somewhere (some nodes already hold the target version, or a package
         was left half-installed); the playbook then skips the pre-flight checks, which ran before that run.
       type: bool
+    early_action:
+      description: What the V(early) step does after taking its nodes out of service, V(install) (Package Manager:
+        the new version starts offline) or V(unpack) (products that stop for an upgrade; the package is unpacked
+        and configured, which starts it, in the V(first) step once every other node stopped).
+      type: str
+    hold_step:
+      description: The step that takes the last serving node out (V(stop), or V(early) for a single node), where the
+        load balancer's hold goes on; empty without a hold.
+      type: str
     hold:
       description: True when the V(stop) step leaves no node serving, so the load balancer should hold requests until
         the V(first) nodes are back.
@@ -132,18 +141,25 @@ OUTAGE_LB = ("none", "maint", "drain")
 
 
 def read_dpkg(line):
-    """``(installed version or '', needs_reinstall, needs_configure, absent)`` from the dpkg-query line."""
+    """The package's state from the dpkg-query line: ``{installed, version, needs_reinstall, needs_configure,
+    absent}``. ``installed`` is the version only when fully installed; ``version`` is dpkg's version whatever the
+    state (an unpacked package already has its new version there)."""
     fields = (line or "").strip().split("|")
     status = fields[0] if fields else ""
     version = fields[1] if len(fields) > 1 else ""
     eflag = fields[2] if len(fields) > 2 else "ok"
+    state = {"installed": "", "version": version, "needs_reinstall": False, "needs_configure": False,
+             "absent": False}
     if status in ("", "not-installed", "config-files"):
-        return "", False, False, True
-    needs_reinstall = status == "half-installed" or eflag == "reinstreq"
-    if status == "installed" and not needs_reinstall:
-        return version, False, False, False
-    # unpacked, half-configured, triggers-awaited/-pending: dpkg --configure -a finishes them.
-    return "", needs_reinstall, not needs_reinstall, False
+        state.update(version="", absent=True)
+    elif status == "half-installed" or eflag == "reinstreq":
+        state["needs_reinstall"] = True
+    elif status == "installed":
+        state["installed"] = version
+    else:
+        # unpacked, half-configured, triggers-awaited/-pending: dpkg --configure -a finishes them.
+        state["needs_configure"] = True
+    return state
 
 
 def _newer(installed, target):
@@ -173,12 +189,11 @@ def read_nodes(nodes, record, cluster_nodes):
     has_modes = bool(record.get("node_cli")) and cluster_nodes is not None
     read = {}
     for host, state in nodes.items():
-        installed, needs_reinstall, needs_configure, absent = read_dpkg(state.get("dpkg"))
+        package = read_dpkg(state.get("dpkg"))
         serving = bool(state.get("healthy"))
         if has_modes:
             serving = serving and _serving_in_cluster(_cluster_rows(cluster_nodes, state.get("node_name") or host))
-        read[host] = {"installed": installed, "needs_reinstall": needs_reinstall, "needs_configure": needs_configure,
-                      "absent": absent, "active": bool(state.get("active")), "serving": serving}
+        read[host] = dict(package, active=bool(state.get("active")), serving=serving)
     return read
 
 
@@ -244,10 +259,12 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
                                  node_names),
               "nodes": read, "done": [], "todo": [], "keep_running": [],
               "steps": {step: [] for step in STEPS}, "rest_serial": 1, "outage_lb": upgrade["outage_lb"],
-              "hold": False}
+              "hold": False, "hold_step": "", "early_action": "install"}
     done = [host for host in hosts if read[host]["installed"] == target and read[host]["serving"]]
     todo = [host for host in hosts if host not in done]
-    staged = [host for host in todo if read[host]["installed"] == target]
+    # An earlier run got these to the target: installed, or unpacked and waiting for their start (step first).
+    staged = [host for host in todo if read[host]["installed"] == target
+              or (read[host]["needs_configure"] and read[host]["version"] == target)]
     # Nodes already holding the target version come back first: they are where an earlier run stopped.
     ordered = staged + [host for host in todo if host not in staged]
     half = max(len(hosts) // 2, 1)
@@ -262,14 +279,19 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     elif upgrade["early_batch"]:
         steps.update(early=ordered[:batch], stop=ordered[batch:], first=ordered[:batch], rest=ordered[batch:])
     else:
-        steps.update(stop=ordered, first=ordered[:1], rest=ordered[1:])
+        # The first node leaves service and gets the new package unpacked while the others serve: its start (step
+        # first, after every other node stopped) is then all that the outage waits for besides the migration.
+        steps.update(early=ordered[:1], stop=ordered[1:], first=ordered[:1], rest=ordered[1:])
+    result["early_action"] = "install" if upgrade["early_batch"] else "unpack"
     result["keep_running"] = [host for host in staged if read[host]["active"]]
     if upgrade["early_batch"] and not done:
         result["rest_serial"] = max(len(steps["rest"]), 1)
     else:
         result["rest_serial"] = max(batch, 1)
-    # After the stop step no node serves until the first ones are back: the load balancer holds requests then.
+    # From the step that takes the last serving node out until the first ones are back, no node serves: the load
+    # balancer holds requests then (the early step, when the cluster has no other node).
     result["hold"] = bool(todo) and not done and bool(steps["first"])
+    result["hold_step"] = ("stop" if steps["stop"] else "early") if result["hold"] else ""
     # An earlier run got somewhere (versions mixed, a package left half-installed): pre-flight ran before it.
     result["resuming"] = bool(staged or done and todo or any(
         read[host]["needs_reinstall"] or read[host]["needs_configure"] for host in hosts))
@@ -322,9 +344,7 @@ def upgrade_restore(upgrade, step, installed_now, unreachable=None, play_hosts=N
 
 def dpkg_status(line):
     """The dpkg_status filter (documented in dpkg_status.yml)."""
-    installed, needs_reinstall, needs_configure, absent = read_dpkg(line)
-    return {"installed": installed, "needs_reinstall": needs_reinstall, "needs_configure": needs_configure,
-            "absent": absent}
+    return read_dpkg(line)
 
 
 class FilterModule:

@@ -41,7 +41,7 @@ def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve
     assert result["refusal"] == ""
     assert result["steps"] == {"early": ["pm1"], "stop": ["pm2", "pm3"], "first": ["pm1"], "rest": ["pm2", "pm3"]}
     assert result["rest_serial"] == 2 and result["hold"] is True and result["outage_lb"] == "none"
-    assert result["resuming"] is False
+    assert result["resuming"] is False and result["early_action"] == "install" and result["hold_step"] == "stop"
     assert result["summary"] == (
         "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
         "together: pm2, pm3; first back (schema migration): pm1; then, 2 at a time: pm2, pm3" % NEW)
@@ -58,9 +58,23 @@ def test_connect_and_workbench_take_every_node_out_and_bring_one_back_first(reco
     nodes = cluster(3, prefix="n")
     result = plan(nodes, record, NEW, inventory_hosts=list(nodes),
                   cluster_nodes=online(nodes) if record["node_cli"] else None)
-    assert result["steps"] == {"early": [], "stop": ["n1", "n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
+    # The first node is unpacked while the others serve; it starts on the new version once they all stopped.
+    assert result["steps"] == {"early": ["n1"], "stop": ["n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
+    assert result["early_action"] == "unpack" and result["hold_step"] == "stop"
     assert result["rest_serial"] == 1 and result["hold"] is True
     assert result["outage_lb"] == record["upgrade"]["outage_lb"]
+
+
+def test_a_single_node_holds_from_the_early_step():
+    result = plan(cluster(1, prefix="c"), CONNECT, NEW, inventory_hosts=["c1"])
+    assert result["steps"] == {"early": ["c1"], "stop": [], "first": ["c1"], "rest": []}
+    assert result["hold_step"] == "early"
+
+
+def test_a_node_unpacked_at_the_target_by_an_earlier_run_comes_back_first():
+    nodes = cluster(2, prefix="c", c2=node(dpkg="unpacked|%s|ok" % NEW, active=False, healthy=False))
+    result = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
+    assert result["steps"]["first"] == ["c2"] and result["resuming"] is True
 
 
 def test_every_node_on_the_target_and_serving_is_nothing_to_do():
@@ -103,19 +117,20 @@ def test_a_healthy_package_manager_node_that_is_offline_in_the_cluster_does_not_
     assert result["nodes"]["pm2"]["serving"] is False
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("installed|1.0|ok", ("1.0", False, False, False)),
-    ("half-installed|1.0|reinstreq", ("", True, False, False)),
-    ("half-configured|1.0|reinstreq", ("", True, False, False)),
-    ("half-installed|1.0|ok", ("", True, False, False)),
-    ("unpacked|1.0|ok", ("", False, True, False)),
-    ("half-configured|1.0|ok", ("", False, True, False)),
-    ("not-installed||ok", ("", False, False, True)),
-    ("config-files|1.0|ok", ("", False, False, True)),
-    ("", ("", False, False, True)),
+@pytest.mark.parametrize("line, installed, version, reinstall, configure, absent", [
+    ("installed|1.0|ok", "1.0", "1.0", False, False, False),
+    ("half-installed|1.0|reinstreq", "", "1.0", True, False, False),
+    ("half-configured|1.0|reinstreq", "", "1.0", True, False, False),
+    ("half-installed|1.0|ok", "", "1.0", True, False, False),
+    ("unpacked|1.0|ok", "", "1.0", False, True, False),
+    ("half-configured|1.0|ok", "", "1.0", False, True, False),
+    ("not-installed||ok", "", "", False, False, True),
+    ("config-files|1.0|ok", "", "", False, False, True),
+    ("", "", "", False, False, True),
 ])
-def test_dpkg_states(line, expected):
-    assert read_dpkg(line) == expected
+def test_dpkg_states(line, installed, version, reinstall, configure, absent):
+    assert read_dpkg(line) == {"installed": installed, "version": version, "needs_reinstall": reinstall,
+                               "needs_configure": configure, "absent": absent}
 
 
 def test_a_half_installed_node_is_planned_not_refused():
@@ -209,7 +224,7 @@ def test_the_filter_is_registered():
 
 def test_dpkg_status_filter_names_each_need():
     dpkg_status = FilterModule().filters()["dpkg_status"]
-    assert dpkg_status("installed|1.0|ok") == {"installed": "1.0", "needs_reinstall": False,
+    assert dpkg_status("installed|1.0|ok") == {"installed": "1.0", "version": "1.0", "needs_reinstall": False,
                                                 "needs_configure": False, "absent": False}
     assert dpkg_status("half-configured|1.0|reinstreq")["needs_reinstall"] is True
     assert dpkg_status("unpacked|1.0|ok")["needs_configure"] is True
@@ -239,12 +254,16 @@ def test_after_package_managers_first_step_nothing_goes_back_the_schema_may_have
 
 
 def test_connects_first_step_puts_the_stopped_nodes_back_while_no_first_node_has_the_target():
-    nodes = cluster(2, prefix="c")
+    nodes = cluster(3, prefix="c")
     upgrade = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
-    assert restore(upgrade, "first", {"c1": OLD, "c2": OLD}, play_hosts=["c1"], record=CONNECT) == ["c1", "c2"]
-    assert restore(upgrade, "first", {"c1": NEW, "c2": OLD}, play_hosts=["c1"], record=CONNECT) == []
-    assert restore(upgrade, "first", {"c1": OLD, "c2": OLD}, unreachable=["c1"], play_hosts=["c1"],
+    # c1 only unpacked (not configured, so not started): the schema did not move, the stopped c2 and c3 go back.
+    assert restore(upgrade, "first", {"c1": "", "c2": OLD, "c3": OLD}, play_hosts=["c1"], record=CONNECT) == [
+        "c2", "c3"]
+    assert restore(upgrade, "first", {"c1": NEW, "c2": OLD, "c3": OLD}, play_hosts=["c1"], record=CONNECT) == []
+    assert restore(upgrade, "first", {"c1": "", "c2": OLD, "c3": OLD}, unreachable=["c1"], play_hosts=["c1"],
                    record=CONNECT) == []
+    # A failed unpack leaves c1 unable to serve the old version: nothing goes back from the early step.
+    assert restore(upgrade, "early", {"c1": ""}, play_hosts=["c1"], record=CONNECT) == []
 
 
 def test_nothing_goes_back_once_a_node_serves_the_target():
@@ -254,6 +273,6 @@ def test_nothing_goes_back_once_a_node_serves_the_target():
 
 
 def test_a_node_that_did_not_serve_before_the_run_is_not_put_back():
-    nodes = cluster(2, prefix="c", c2=node(active=False, healthy=False))
+    nodes = cluster(3, prefix="c", c3=node(active=False, healthy=False))
     upgrade = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
-    assert restore(upgrade, "stop", {"c1": OLD, "c2": OLD}, play_hosts=["c1", "c2"], record=CONNECT) == ["c1"]
+    assert restore(upgrade, "stop", {"c2": OLD, "c3": OLD}, play_hosts=["c2", "c3"], record=CONNECT) == ["c2"]
