@@ -1,11 +1,12 @@
 """Rolling upgrade under live traffic: the playbook beside the naive way (the doc's commands in order, no load
-balancer draining, no pre-fetch), measured in the same run.
+balancer steps, no pre-fetch), measured in the same run, per product.
 
-Brings up a 4-node Package Manager cluster and a 3-node Connect cluster, each behind HAProxy (site.yml, old
-version), runs a bounded constant-rate client through the load balancer during each upgrade and prints, per product
-and way: requests sent, failed requests (connection errors, 5xx, wrong content), failures outside the longest
-outage, the longest window with no successful request (no healthy node), the schema-migration time and the total
-upgrade time. Run by hand (minutes; needs Docker and root):
+For each product a lab cluster behind HAProxy (site.yml, old version, emulator migration 5 s) gets a constant-rate
+client through the load balancer (from the host, through the port published on 127.0.0.1) during each upgrade, and
+a watcher polling every node's health endpoint. Printed side by side for the playbook and the naive way: requests
+sent, failed requests, the slowest answer and p99 latency, the longest window in which no node served, the schema
+migration and the whole upgrade. Then, on the same lab: every node stopped by hand with no upgrade running, and how
+long clients wait for their 503 (the load balancer's hold must never apply outside an upgrade).
 
     POSITOPS_LAB=bench .venv/bin/python benchmarks/rolling_upgrade/bench.py [--products package_manager,connect]
 """
@@ -19,20 +20,24 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from tests.lab.cluster import Cluster, Traffic
-from tests.lab.lab import Lab, deb_file
+from tests.lab.cluster import Cluster  # noqa: E402
+from tests.lab.lab import Lab, deb_file  # noqa: E402
+from tests.lab.traffic import ServingWatcher, Traffic, request  # noqa: E402
 
 RATE = 20.0
+MIGRATION_SECONDS = 5
 
 WORKLOADS = {
     # Package Manager: the repository list, which must hold the canary repository.
-    "package_manager": {"nodes": 4, "port": 4242, "path": "/__api__/repos",
+    "package_manager": {"nodes": 3, "path": "/__api__/repos",
                         "seed": ("http://127.0.0.1:4242/__api__/repos?name=bench-canary", ""),
                         "check": lambda status, body: status == 200 and b'"bench-canary"' in body},
     # Connect: a deployed content item, read from the share by the node.
-    "connect": {"nodes": 3, "port": 3939, "path": "/content/bench-canary/",
+    "connect": {"nodes": 2, "path": "/content/bench-canary/",
                 "seed": ("http://127.0.0.1:3939/__emulator__/content?name=bench-canary", "bench-canary-bundle"),
                 "check": lambda status, body: status == 200 and body == b"bench-canary-bundle"},
+    # Workbench: a client without a session (the sign-in page a browser loads first).
+    "workbench": {"nodes": 2, "path": "/", "seed": None, "check": lambda status, body: status < 500},
 }
 
 
@@ -46,7 +51,7 @@ def naive_package_manager(cluster):
     nodes = cluster.nodes
     half = len(nodes) // 2
     first, rest = nodes[:half], nodes[half:]
-    names = lambda group: ",".join(cluster.lab.container_name(node.name) for node in group)
+    names = lambda group: ",".join(cluster.lab.container_name(node.name) for node in group)  # noqa: E731
     rspm = "/opt/rstudio-pm/bin/rspm"
     nodes[0].exec("%s cluster offline --nodes=%s" % (rspm, names(first)))
     for node in first:
@@ -58,44 +63,63 @@ def naive_package_manager(cluster):
     rest[0].exec("%s cluster online --nodes=%s" % (rspm, names(rest)))
 
 
-def naive_connect(cluster):
+def naive_stop_all(cluster):
+    """Connect and Workbench: stop every node, upgrade one (it migrates), then the others."""
+    service = cluster.spec["service"]
     for node in cluster.nodes:
-        node.exec("systemctl stop rstudio-connect")
+        node.exec("systemctl stop %s" % service)
     first, rest = cluster.nodes[0], cluster.nodes[1:]
     naive_install(cluster, first)
-    first.wait_http("http://127.0.0.1:3939/__ping__", timeout=300)
+    first.wait_http(cluster.health_url(), timeout=300)
     for node in rest:
         naive_install(cluster, node)
     for node in rest:
-        node.wait_http("http://127.0.0.1:3939/__ping__", timeout=300)
+        node.wait_http(cluster.health_url(), timeout=300)
 
 
-NAIVE = {"package_manager": naive_package_manager, "connect": naive_connect}
+NAIVE = {"package_manager": naive_package_manager, "connect": naive_stop_all, "workbench": naive_stop_all}
 
 
 def measure(cluster, workload, upgrade):
-    seed_url, seed_data = workload["seed"]
-    cluster.nodes[0].http_ok(seed_url, method="POST", data=seed_data)
-    traffic = Traffic(cluster.lb_address(), workload["port"], workload["path"], workload["check"], rate=RATE)
-    traffic.start()
+    if workload["seed"]:
+        seed_url, seed_data = workload["seed"]
+        cluster.nodes[0].http_ok(seed_url, method="POST", data=seed_data)
+    watcher = ServingWatcher(cluster.node_urls(), cluster.spec["health"]).start()
+    traffic = Traffic(cluster.lb_url(), workload["path"], workload["check"], rate=RATE).start()
     time.sleep(3)
     started = time.monotonic()
     ok, note = upgrade()
     total = time.monotonic() - started
     time.sleep(5)
     summary = traffic.stop()
-    summary.update({"upgrade_s": round(total, 1), "migration_s": cluster.migration_seconds(), "ok": ok,
-                    "note": note, "versions": sorted({cluster.installed_version(node) for node in cluster.nodes})})
-    summary.pop("longest_window")
+    summary.update({"no_node_serving_s": watcher.stop(), "upgrade_s": round(total, 1),
+                    "migration_s": cluster.migration_seconds(), "ok": ok, "note": note,
+                    "versions": sorted({cluster.installed_version(node) for node in cluster.nodes})})
     return summary
+
+
+def stopped_by_hand(cluster, workload):
+    """Every node stopped with no upgrade running: how long the slowest of 20 requests waits for its answer."""
+    for node in cluster.nodes:
+        node.exec("systemctl stop %s" % cluster.spec["service"])
+    time.sleep(4)  # HAProxy's checks mark them down
+    answers = []
+    for _ in range(20):
+        started = time.monotonic()
+        status, _body = request(cluster.lb_url(), workload["path"], timeout=90)
+        answers.append((status, time.monotonic() - started))
+    for node in cluster.nodes:
+        node.exec("systemctl start %s" % cluster.spec["service"])
+    return {"statuses": sorted({status for status, _ in answers}),
+            "slowest_s": round(max(seconds for _, seconds in answers), 3)}
 
 
 def run_product(product, prefix, log):
     workload = WORKLOADS[product]
     cluster = Cluster(Lab("%s-%s" % (prefix, product.replace("_", ""))), product, nodes=workload["nodes"],
-                      tuning={"POSITEMU_MIGRATION_SECONDS": "5", "POSITEMU_SCHEMA_CHECK_SECONDS": "5",
-                              "POSITEMU_POLL_SECONDS": "1", "POSITEMU_HEARTBEAT_SECONDS": "2",
-                              "POSITEMU_DRAIN_SECONDS": "10"})
+                      tuning={"POSITEMU_MIGRATION_SECONDS": str(MIGRATION_SECONDS),
+                              "POSITEMU_SCHEMA_CHECK_SECONDS": "5", "POSITEMU_POLL_SECONDS": "1",
+                              "POSITEMU_HEARTBEAT_SECONDS": "2", "POSITEMU_DRAIN_SECONDS": "10"})
     cluster.destroy()
     results = {}
     try:
@@ -116,6 +140,8 @@ def run_product(product, prefix, log):
 
         print("[%s] playbook upgrade under traffic" % product, file=log, flush=True)
         results["playbook"] = measure(cluster, workload, playbook)
+        print("[%s] every node stopped by hand, no upgrade running" % product, file=log, flush=True)
+        results["stopped_by_hand"] = stopped_by_hand(cluster, workload)
         print("[%s] reset to the old version" % product, file=log, flush=True)
         cluster.reset()
         print("[%s] naive upgrade under traffic" % product, file=log, flush=True)
@@ -126,34 +152,40 @@ def run_product(product, prefix, log):
     return results
 
 
+ROWS = [("requests sent", "sent"), ("failed requests", "failed"), ("slowest answer (s)", "slowest_s"),
+        ("p99 latency (s)", "p99_s"), ("longest window, no node serving (s)", "no_node_serving_s"),
+        ("schema migration (s)", "migration_s"), ("whole upgrade (s)", "upgrade_s")]
+
+
 def print_table(all_results, out):
-    rows = [("requests sent", "sent"), ("failed requests", "failed"),
-            ("failed outside the longest outage", "failed_outside_longest"),
-            ("longest window with no healthy node (s)", "longest_window_s"), ("schema migration (s)", "migration_s"),
-            ("total upgrade time (s)", "upgrade_s")]
     for product, results in all_results.items():
         print("\n%s (%d req/s through HAProxy)" % (product, RATE), file=out)
-        print("%-42s %12s %12s" % ("", "playbook", "naive"), file=out)
-        for label, key in rows:
-            print("%-42s %12s %12s" % (label, results["playbook"][key], results["naive"][key]), file=out)
+        print("%-40s %12s %12s" % ("", "playbook", "naive"), file=out)
+        for label, key in ROWS:
+            print("%-40s %12s %12s" % (label, results["playbook"][key], results["naive"][key]), file=out)
         for way in ("playbook", "naive"):
-            print("  %s: outages (s, failed) %s; failures %s; ok=%s %s" % (
-                way, results[way]["windows"], results[way]["reasons"], results[way]["ok"], results[way]["note"]),
+            print("  %s: failures %s; windows without a success (s, failed) %s; ok=%s %s" % (
+                way, results[way]["reasons"], results[way]["windows"], results[way]["ok"], results[way]["note"]),
                 file=out)
+        hand = results["stopped_by_hand"]
+        print("  every node stopped by hand (no upgrade): answers %s, slowest %.3f s" % (
+            hand["statuses"], hand["slowest_s"]), file=out)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", default="package_manager,connect")
+    parser.add_argument("--products", default="package_manager,connect,workbench")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     prefix = os.environ.get("POSITOPS_LAB", "bench")
     all_results = {}
+    print("load average at the start: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     for product in args.products.split(","):
         all_results[product] = run_product(product, prefix, sys.stderr)
         # Each product's figures as soon as they exist (the whole run takes a while).
         print_table({product: all_results[product]}, sys.stderr)
     print_table(all_results, sys.stdout)
+    print("load average at the end: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(all_results, handle, indent=2)

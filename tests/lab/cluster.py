@@ -149,11 +149,12 @@ class Cluster:
         build_debs()
         self.lab.start_package_server()
         self.lab.start_node("db")
+        port = self.spec["port"]
         if self.with_load_balancer:
-            self.lab.start_node("lb")
+            self.lab.start_node("lb", publish=(port, 443))
         shared = self.lab.volume("shared")
         for name in self.node_names:
-            node = self.lab.start_node(name, volumes={shared: "/srv/shared"})
+            node = self.lab.start_node(name, volumes={shared: "/srv/shared"}, publish=(port,))
             self.write_tuning(node)
 
     def write_tuning(self, node):
@@ -312,8 +313,13 @@ class Cluster:
                 return round(finished - started, 2)
         return 0.0
 
-    def lb_address(self):
-        return self.lb.ip()
+    def lb_url(self):
+        """The product's frontend at the load balancer, as the host reaches it (published on 127.0.0.1)."""
+        return "http://127.0.0.1:%d" % self.lb.published(self.spec["port"])
+
+    def node_urls(self):
+        """``{node name: URL}`` of each node's product port, as the host reaches it."""
+        return {node.name: "http://127.0.0.1:%d" % node.published(self.spec["port"]) for node in self.nodes}
 
     def schema_version(self):
         value = self.psql(self.spec["database"], "SELECT version FROM schema_version WHERE id = 1")
@@ -374,100 +380,6 @@ class Cluster:
 
     def destroy(self):
         self.lab.destroy()
-
-
-class Traffic:
-    """A bounded constant-rate HTTP client through the load balancer, recording every request's outcome.
-
-    ``check(status, body)`` says whether an answer is right (wrong content counts as a failure). One new
-    connection per request, so a drained server gets no new work. Stops at ``stop()`` or after ``max_seconds``.
-    """
-
-    def __init__(self, host, port, path, check, rate=20.0, timeout=3.0, max_seconds=1800):
-        import threading
-        self.host, self.port, self.path, self.check = host, port, path, check
-        self.interval = 1.0 / rate
-        self.timeout = timeout
-        self.max_seconds = max_seconds
-        self.records = []  # (monotonic start, ok, reason)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        return self.summary()
-
-    def _one(self):
-        import http.client
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            connection.request("GET", self.path, headers={"Connection": "close"})
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            return False, "connection: %s" % type(error).__name__
-        finally:
-            connection.close()
-        if response.status >= 500:
-            return False, "http %d" % response.status
-        if not self.check(response.status, body):
-            return False, "wrong content (http %d)" % response.status
-        return True, "ok"
-
-    def _run(self):
-        started = time.monotonic()
-        next_at = started
-        while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
-            moment = time.monotonic()
-            ok, reason = self._one()
-            self.records.append((moment, ok, reason))
-            next_at += self.interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                next_at = time.monotonic()
-
-    def summary(self):
-        """Requests, failures by reason, the outage windows (no request succeeded) and failures outside the longest."""
-        records = list(self.records)
-        windows = []  # [start, end, failures]: from the last success before a failure run to the next success
-        last_ok = records[0][0] if records else 0.0
-        current = None
-        for moment, ok, _reason in records:
-            if ok:
-                if current:
-                    current[1] = moment
-                    windows.append(current)
-                    current = None
-                last_ok = moment
-            else:
-                if current is None:
-                    current = [last_ok, None, 0]
-                current[2] += 1
-        if current:
-            current[1] = records[-1][0]
-            windows.append(current)
-        reasons = {}
-        for _moment, ok, reason in records:
-            if not ok:
-                reasons[reason] = reasons.get(reason, 0) + 1
-        longest = max(windows, key=lambda window: window[1] - window[0]) if windows else None
-        failed = sum(1 for record in records if not record[1])
-        return {
-            "sent": len(records),
-            "failed": failed,
-            "reasons": reasons,
-            "windows": [(round(end - start, 2), count) for start, end, count in windows],
-            "longest_window_s": round(longest[1] - longest[0], 2) if longest else 0.0,
-            "longest_window": (longest[0], longest[1]) if longest else None,
-            "failed_outside_longest": failed - (longest[2] if longest else 0),
-        }
 
 
 def main(argv=None):

@@ -85,6 +85,13 @@ class Node:
     def output(self, command, **kwargs):
         return self.exec(command, **kwargs).stdout.strip()
 
+    def published(self, port):
+        """The 127.0.0.1 port the container's ``port`` is published on (Lab.start_node's ``publish``)."""
+        mapping = docker("port", self.container, "%d/tcp" % port).stdout.split()
+        if not mapping:
+            raise LabError("%s: port %d is not published" % (self.name, port))
+        return int(mapping[0].rsplit(":", 1)[1])
+
     def ip(self):
         data = json.loads(docker("inspect", self.container).stdout)[0]
         return data["NetworkSettings"]["Networks"][self.lab.network]["IPAddress"]
@@ -210,9 +217,10 @@ class Lab:
         # Bare nodes install what the roles need through the shared package cache (tests/lab/aptcache.py).
         aptcache.AptCache().ensure().attach(self.network)
 
-    def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True):
+    def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True, publish=()):
         """Start a systemd container (or ``command`` instead of systemd) named ``<prefix>-<name>``, its apt
-        pointed at the lab's package cache."""
+        pointed at the lab's package cache; each port of ``publish`` is published on 127.0.0.1 (a free port,
+        see Node.published), where the host's probes reach it."""
         self.ensure_network()
         node = Node(self, name)
         docker("rm", "-f", "-v", node.container, check=False)
@@ -226,6 +234,8 @@ class Lab:
             args += ["-v", "%s:%s" % (source, target)]
         for key, value in (env or {}).items():
             args += ["-e", "%s=%s" % (key, value)]
+        for port in publish:
+            args += ["-p", "127.0.0.1::%d" % port]
         args.append(image_tag or image.build())
         if command:
             args += list(command)
