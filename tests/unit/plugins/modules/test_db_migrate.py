@@ -72,9 +72,10 @@ def test_verify_mode_fails_on_a_difference(run_module, source, dest):
     connection.execute("INSERT INTO packages VALUES (4, 2, 1)")
     connection.commit()
     connection.close()
-    failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "mode": "verify"})
+    failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "action": "verify"})
     assert failed
-    assert result["msg"] == "src and dest differ in tables packages (row counts or checksums)"
+    assert result["msg"] == ("src and dest differ: table packages: row with primary key (id=4) is missing from the "
+                             "target")
     assert result["verification"]["tables"]["packages"]["source_rows"] == 4
     assert result["verification"]["tables"]["packages"]["target_rows"] == 3
     assert result["changed"] is False
