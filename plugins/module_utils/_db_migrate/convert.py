@@ -156,35 +156,58 @@ CONVERTERS = {
 }
 
 
+# Fast mode reads text as bytes (UTF-8, as SQLite stores it), which saves decoding it into str and encoding it
+# again for a text column (measured 25% of the client CPU of a table with four text columns). Its converters take
+# the common shapes only; anything else raises and the table goes to careful mode, which reads str.
+
+
 def _fast_timestamp(value):
-    """ISO text without offset straight through fromisoformat (measured 5x cheaper than SQLite's strftime)."""
-    moment = datetime.datetime.fromisoformat(value)  # TypeError/ValueError: careful mode takes over
-    if moment.tzinfo is not None:
-        raise ValueError("offset")
-    return moment
+    # An offset makes an aware datetime, which psycopg refuses for a timestamp column: careful mode converts it.
+    return datetime.datetime.fromisoformat(value.decode("ascii"))
 
 
 def _fast_date(value):
-    return datetime.date.fromisoformat(value)
+    return datetime.date.fromisoformat(value.decode("ascii"))
 
 
-# Fast mode: converters for the common shapes only; anything else raises and the table goes to careful mode.
-FAST_CONVERTERS = dict(CONVERTERS, timestamp=_fast_timestamp, date=_fast_date)
+def _fast_numeric(value):
+    return to_numeric(value.decode("ascii") if isinstance(value, bytes) else value)
+
+
+FAST_CONVERTERS = dict(CONVERTERS, timestamp=_fast_timestamp, date=_fast_date, numeric=_fast_numeric)
+# What a fast converter raises for a value it does not take (an integer has no decode()).
+NOT_FAST = (TypeError, ValueError, OverflowError, AttributeError)
+
+
+def copy_type(kind, fast):
+    """The binary COPY type values of a kind are sent as: text travels as bytes in fast mode (the same bytes)."""
+    return "bytea" if fast and kind == "text" else COPY_TYPES[kind]
 
 
 def row_converter(kinds, fast=False):
     """A function converting a fetched row for binary COPY, or None when every value goes as it is."""
-    table = FAST_CONVERTERS if fast else CONVERTERS
-    plan = [(i, table[k]) for i, k in enumerate(kinds) if k in table]
+    functions = FAST_CONVERTERS if fast else CONVERTERS
+    plan = [(i, functions[k]) for i, k in enumerate(kinds) if k in functions]
     if not plan:
         return None
+    if len(plan) == 1:  # the usual case (one timestamp column), without the loop
+        index, function = plan[0]
 
-    def convert(row):
-        values = list(row)
-        for index, function in plan:
+        def convert_one(row):
+            values = list(row)
             value = values[index]
             if value is not None:
                 values[index] = function(value)
+            return values
+
+        return convert_one
+
+    def convert(row):
+        values = list(row)
+        for position, function in plan:
+            value = values[position]
+            if value is not None:
+                values[position] = function(value)
         return values
 
     return convert

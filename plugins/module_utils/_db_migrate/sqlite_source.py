@@ -271,8 +271,9 @@ def count_rows(connection, table):
         raise MigrationError("reading table %s from src failed: %s" % (table.name, error))
 
 
-def table_slices(connection, table, rows, slice_rows=SLICE_ROWS):
+def table_slices(connection, table, rows, slice_rows=None):
     """Rowid ranges of about ``slice_rows`` rows for a table keyed by its rowid; one slice for any other table."""
+    slice_rows = slice_rows or SLICE_ROWS
     if table.identity_column is None or rows <= slice_rows:
         return [Slice(0, None, None, rows)]
     low, high = connection.execute("SELECT min(_rowid_), max(_rowid_) FROM %s" % sqlite_quote(table.name)).fetchone()

@@ -34,7 +34,9 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.common imp
     sql,
 )
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.convert import (
+    NOT_FAST,
     PG_TYPES,
+    copy_type,
     locate_conversion_error,
     row_converter,
 )
@@ -177,8 +179,12 @@ class _SendingWriter(LibpqWriter):
 # ---- the loop
 
 
+def copy_types(columns, careful):
+    return [copy_type(c.kind, not careful) for c in columns]
+
+
 def write_slice(copy, session, table, columns, source_slice, careful):
-    """Write one slice's rows of ``columns`` to ``copy`` (a psycopg Copy with its types set); return the row count.
+    """Write one slice's rows of ``columns`` to ``copy`` (a psycopg Copy with copy_types() set); return the row count.
 
     Raises NotFast in fast mode at the first value that does not fit; MigrationError in careful mode.
     """
@@ -188,6 +194,15 @@ def write_slice(copy, session, table, columns, source_slice, careful):
     else:
         for column in table.columns:
             column.select_cast = None
+    try:
+        source.text_factory = str if careful else bytes
+        return _write_rows(copy, session, table, columns, source_slice, careful)
+    finally:
+        source.text_factory = str
+
+
+def _write_rows(copy, session, table, columns, source_slice, careful):
+    source = session.source
     query, params = read_query(table, columns, source_slice)
     convert = row_converter([c.kind for c in columns], fast=not careful)
     write_row = copy.write_row
@@ -212,7 +227,7 @@ def write_slice(copy, session, table, columns, source_slice, careful):
             if convert is not None:
                 try:
                     rows = list(map(convert, rows))
-                except (TypeError, ValueError, OverflowError):
+                except NOT_FAST:
                     if not careful:
                         raise NotFast()
                     raise conversion_error(session, table, columns, source_slice, position, rows, convert)
@@ -228,7 +243,7 @@ def write_slice(copy, session, table, columns, source_slice, careful):
                 try:
                     for row in rows:
                         write_row(row)
-                except (TypeError, ValueError, OverflowError):
+                except NOT_FAST:
                     raise NotFast()
             position += len(rows)
     finally:
@@ -283,7 +298,7 @@ def copy_slice(session, cursor, mapping, schema, source_slice, ordered):
         digest = StreamDigest(ordered)
         try:
             with cursor.copy(statement, writer=_SendingWriter(cursor, digest)) as copy:
-                copy.set_types([m.copy_type for m in mapping.columns])
+                copy.set_types(copy_types(columns, careful))
                 rows = write_slice(copy, session, table, columns, source_slice, careful)
         except NotFast:
             cursor.execute("ROLLBACK TO SAVEPOINT db_migrate_copy")
@@ -310,7 +325,7 @@ def source_digest(session, mapping, source_slice, ordered, keep=None):
         digest = StreamDigest(ordered, kept)
         try:
             with psycopg.Copy(cursor, binary=True, writer=_DigestOnlyWriter(digest)) as copy:
-                copy.set_types([m.copy_type for m in mapping.columns])
+                copy.set_types(copy_types(columns, careful))
                 rows = write_slice(copy, session, table, columns, source_slice, careful)
         except NotFast:
             continue

@@ -251,13 +251,19 @@ def describe_difference(plan, domain, source_rows, target_rows):
             if other is not None:
                 changed = [columns[i]["source"] for i in range(len(columns)) if fields[i] != other[0][i]]
                 return "%s differs in column %s" % (label(values), ", ".join(changed))
+        found = []
         if parsed_missing:
-            return "%s is missing from the target" % label(min(parsed_missing, key=_sort_key(key))[1])
-        parsed_extra = list(extra_by_key.values())
-        return "%s is in the target but not in the source" % label(min(parsed_extra, key=_sort_key(key))[1])
+            found.append("%s is missing from the target" % label(min(parsed_missing, key=_sort_key(key))[1]))
+        if extra_by_key:
+            found.append("%s is in the target but not in the source"
+                         % label(min(extra_by_key.values(), key=_sort_key(key))[1]))
+        return ", and ".join(found)
+    found = []
     if missing:
-        return "%s is missing from the target" % label(parse(missing[0])[1])
-    return "%s is in the target but not in the source" % label(parse(extra[0])[1])
+        found.append("%s is missing from the target" % label(parse(missing[0])[1]))
+    if extra:
+        found.append("%s is in the target but not in the source" % label(parse(extra[0])[1]))
+    return ", and ".join(found)
 
 
 def _sort_key(key):
