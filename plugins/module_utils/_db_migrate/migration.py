@@ -74,6 +74,11 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.verify imp
 )
 
 ACTIONS = ("migrate", "verify")
+# Costs of the jobs of a load relative to copying a row (client and server CPU, measured on the benchmark): an
+# index over a row, the foreign key check of a row, reading a row back.
+KEYS_COST = 0.2
+FOREIGN_COST = 0.3
+DIGEST_COST = 0.4
 
 
 class Migration:
@@ -216,7 +221,7 @@ class Migration:
         jobs = []
         for table in direct:
             for part in slices[table.name]:
-                common = {"table": table.name, "slice": part.as_dict(), "size": part.rows, "after": []}
+                common = {"table": table.name, "slice": part.as_dict(), "cost": part.rows, "after": []}
                 jobs.append(dict(common, id=len(jobs), kind="source_digest", ordered=plans[table.name]["ordered"]))
                 jobs.append(dict(common, id=len(jobs), kind="target_digest", plan=plans[table.name],
                                  schema=self.schema))
@@ -347,38 +352,48 @@ class Migration:
     def staged_jobs(self, tables, plans, slices, staging):
         """The work of a staged load as jobs, each with the ids of the jobs it must wait for ("after").
 
-        A table's keys start as soon as its own slices are in, its read-back as soon as its keys exist (the
-        primary key orders it), and its foreign keys as soon as its keys and those of the tables it references
-        exist: on a few cores the last big table's index build otherwise runs alone while the other workers wait.
-        ``size`` orders the ready jobs: a table's rows plus those of the tables whose foreign keys wait for its
-        keys, so parents and big tables go first.
+        A table's keys (primary key, unique constraints) start as soon as its own slices are in; then, each in a job
+        of its own, its other indexes, its read-back (the primary key orders it) and its foreign keys, added NOT
+        VALID once the keys they reference exist and validated afterwards. ``locks`` keeps apart the jobs whose
+        PostgreSQL locks conflict: an index build on a table, the validation of its foreign keys and the addition
+        of a foreign key to or from it. ``cost`` estimates each job in rows copied, from which the scheduler puts
+        the longest chains first.
         """
         rows = dict((t.name, sum(part.rows for part in slices[t.name])) for t in tables)
-        weight = dict(rows)
-        for table in tables:
-            for parent in set(fk["table"] for fk in table.foreign_keys):
-                if parent in weight and parent != table.name:
-                    weight[parent] += rows[table.name]
-        jobs, keys = [], {}
+        jobs, keys, added = [], {}, {}
 
         def add(**fields):
+            fields.setdefault("locks", [])
             jobs.append(dict(fields, id=len(jobs), schema=staging))
             return len(jobs) - 1
 
         for table in tables:
             copies = [add(kind="copy", table=table.name, slice=part.as_dict(), ordered=plans[table.name]["ordered"],
-                          size=weight[table.name], after=[]) for part in slices[table.name]]
-            keys[table.name] = add(kind="keys", table=table.name, size=weight[table.name] + 1, after=copies)
+                          cost=part.rows, after=[]) for part in slices[table.name]]
+            keys[table.name] = add(kind="keys", table=table.name, locks=[table.name], after=copies,
+                                   cost=KEYS_COST * rows[table.name] * (bool(table.primary_key) + len(table.uniques)))
             if self.verify:
                 for part in slices[table.name]:
                     add(kind="target_digest", table=table.name, slice=part.as_dict(), plan=plans[table.name],
-                        size=part.rows, after=[keys[table.name]])
+                        cost=DIGEST_COST * part.rows, after=[keys[table.name]])
         available = [t.name for t in tables]
         for table in tables:
             if table.foreign_keys:
-                parents = [keys[fk["table"]] for fk in table.foreign_keys if fk["table"] in keys]
-                add(kind="foreign", table=table.name, available=available, size=weight[table.name] + 1,
-                    after=sorted(set([keys[table.name]] + parents)))
+                parents = set(fk["table"] for fk in table.foreign_keys if fk["table"] in keys)
+                added[table.name] = add(kind="foreign", table=table.name, available=available, cost=1,
+                                        after=sorted(set([keys[table.name]] + [keys[p] for p in parents])),
+                                        locks=sorted(parents | {table.name}))
+                add(kind="validate", table=table.name, cost=FOREIGN_COST * rows[table.name],
+                    after=[added[table.name]], locks=[table.name])
+        for table in tables:
+            # After the foreign keys to and from the table are added, so that no addition waits for the build.
+            children = [added[t.name] for t in tables if t.name in added and table.name in
+                        set(fk["table"] for fk in t.foreign_keys)]
+            for index in table.indexes:
+                add(kind="index", table=table.name, index=index["name"], locks=[table.name],
+                    cost=KEYS_COST * rows[table.name] * len(index["columns"]),
+                    after=sorted(set([keys[table.name]] + children + ([added[table.name]] if table.name in added
+                                                                       else []))))
         return jobs
 
     def swap(self, tables, existing, staging):

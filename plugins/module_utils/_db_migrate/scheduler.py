@@ -7,7 +7,10 @@
 """The parallel scheduler: jobs (plain dicts) run by worker processes as soon as the jobs they wait for are done.
 
 A job names its ``kind``, the ``table`` and, where it applies, the ``slice`` and the ``schema`` it works in, the
-ids of the jobs it comes ``after`` and a ``size`` (bigger first among the ready ones). Each worker process keeps one
+ids of the jobs it comes ``after``, an estimate of its ``cost`` and the tables it ``locks`` against other jobs that
+lock them (jobs whose PostgreSQL locks conflict would wait for each other inside the server, holding workers). Among
+the ready jobs the one with the longest chain of work after it goes first (critical path list scheduling), so the
+long serial tail of a big table (its keys, then its foreign keys) starts early. Each worker process keeps one
 :class:`~.session.Session` (its own SQLite and PostgreSQL connections) across its jobs; with one worker the jobs run
 in the calling process, one after the other, with a session of their own. A job's outcome is a plain dict: rows,
 digest, the statements it ran, its warnings and timings, or the error (secrets masked).
@@ -26,8 +29,10 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.sqlite_sou
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.stream import copy_slice
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.target import (
     add_foreign_keys,
-    add_keys_and_indexes,
+    add_index,
+    add_keys,
     create_mapping,
+    validate_foreign_keys,
 )
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.verify import (
     slice_source_digest,
@@ -44,7 +49,15 @@ def _copy(session, job, outcome):
 
 def _keys(session, job, outcome):
     began = session.clock()
-    add_keys_and_indexes(session, session.pg.cursor(), job["schema"], session.tables()[job["table"]])
+    add_keys(session, session.pg.cursor(), job["schema"], session.tables()[job["table"]])
+    session.add_time("keys", session.clock() - began)
+
+
+def _index(session, job, outcome):
+    began = session.clock()
+    table = session.tables()[job["table"]]
+    index = [i for i in table.indexes if i["name"] == job["index"]][0]
+    add_index(session, session.pg.cursor(), job["schema"], table, index)
     session.add_time("keys", session.clock() - began)
 
 
@@ -52,6 +65,12 @@ def _foreign(session, job, outcome):
     began = session.clock()
     add_foreign_keys(session, session.pg.cursor(), job["schema"], session.tables()[job["table"]],
                      set(job["available"]))
+    session.add_time("foreign_keys", session.clock() - began)
+
+
+def _validate(session, job, outcome):
+    began = session.clock()
+    validate_foreign_keys(session, session.pg.cursor(), job["schema"], session.tables()[job["table"]])
     session.add_time("foreign_keys", session.clock() - began)
 
 
@@ -69,7 +88,9 @@ def _target_digest(session, job, outcome):
 EXECUTORS = {
     "copy": _copy,
     "keys": _keys,
+    "index": _index,
     "foreign": _foreign,
+    "validate": _validate,
     "source_digest": _source_digest,
     "target_digest": _target_digest,
 }
@@ -119,6 +140,40 @@ def _run_in_worker(job):
     return run_job(_WORKER_SESSION, job)
 
 
+def priorities(jobs):
+    """Each job's cost plus the costliest chain of jobs that wait for it (its "bottom level")."""
+    waiting = dict((job["id"], []) for job in jobs)
+    for job in jobs:
+        for before in job["after"]:
+            waiting[before].append(job["id"])
+    by_id = dict((job["id"], job) for job in jobs)
+    levels = {}
+
+    def level(job_id):
+        if job_id not in levels:
+            levels[job_id] = by_id[job_id]["cost"] + max([level(j) for j in waiting[job_id]] or [0])
+        return levels[job_id]
+
+    for job in jobs:
+        level(job["id"])
+    return levels
+
+
+def _next_jobs(pending, done, running, free):
+    """Up to ``free`` ready jobs, by priority, none locking a table that a running or chosen job locks."""
+    locked = set()
+    for job in running:
+        locked.update(job.get("locks", ()))
+    chosen = []
+    for job in pending:
+        if len(chosen) >= free:
+            break
+        if set(job["after"]) <= done and not locked.intersection(job.get("locks", ())):
+            chosen.append(job)
+            locked.update(job.get("locks", ()))
+    return chosen
+
+
 def run_jobs(jobs, workers, settings, secrets):
     """Run the jobs, at most ``workers`` at a time, each once its "after" jobs are done.
 
@@ -127,13 +182,14 @@ def run_jobs(jobs, workers, settings, secrets):
     """
     if not jobs:
         return []
-    pending = sorted(jobs, key=lambda job: -job["size"])
-    done, outcomes = set(), []
+    levels = priorities(jobs)
+    pending = sorted(jobs, key=lambda job: -levels[job["id"]])
+    done, outcomes, running = set(), [], {}
     if workers == 1:
         session = Session(**settings)
         try:
             while pending:
-                ready = [job for job in pending if set(job["after"]) <= done]
+                ready = _next_jobs(pending, done, [], 1)
                 if not ready:
                     raise _stuck(pending)
                 pending.remove(ready[0])
@@ -150,13 +206,11 @@ def run_jobs(jobs, workers, settings, secrets):
         context = multiprocessing.get_context("fork")
         pool = context.Pool(min(workers, len(jobs)), initializer=_start_worker, initargs=(settings,))
         finished = queue.Queue()
-        running = 0
         try:
             while pending or running:
-                ready = [job for job in pending if set(job["after"]) <= done]
-                for job in ready[:max(0, workers - running)]:
+                for job in _next_jobs(pending, done, running.values(), workers - len(running)):
                     pending.remove(job)
-                    running += 1
+                    running[job["id"]] = job
                     pool.apply_async(_run_in_worker, (job,), callback=finished.put,
                                      error_callback=lambda error, job=job: finished.put(
                                          {"ok": False, "job": job, "error": "table %s: %s: %s" % (
@@ -164,7 +218,7 @@ def run_jobs(jobs, workers, settings, secrets):
                 if not running:
                     raise _stuck(pending)
                 outcome = finished.get()
-                running -= 1
+                del running[outcome["job"]["id"]]
                 outcomes.append(outcome)
                 if not outcome["ok"]:
                     break  # the other jobs' work is staged only: stop them

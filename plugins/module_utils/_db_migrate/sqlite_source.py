@@ -276,7 +276,9 @@ def table_slices(connection, table, rows, slice_rows=None):
     slice_rows = slice_rows or SLICE_ROWS
     if table.identity_column is None or rows <= slice_rows:
         return [Slice(0, None, None, rows)]
-    low, high = connection.execute("SELECT min(_rowid_), max(_rowid_) FROM %s" % sqlite_quote(table.name)).fetchone()
+    # Two queries: SQLite reads a lone min() or max() of the rowid from the b-tree's end, but scans for both at once.
+    low = connection.execute("SELECT min(_rowid_) FROM %s" % sqlite_quote(table.name)).fetchone()[0]
+    high = connection.execute("SELECT max(_rowid_) FROM %s" % sqlite_quote(table.name)).fetchone()[0]
     count = -(-rows // slice_rows)
     step = -(-(high - low + 1) // count)
     starts = list(range(low, high + 1, step))

@@ -195,7 +195,8 @@ def create_table(session, cursor, schema, table):
                                                                    sql.SQL(", ").join(parts)))
 
 
-def add_keys_and_indexes(session, cursor, schema, table):
+def add_keys(session, cursor, schema, table):
+    """The primary key and the unique constraints (the keys foreign keys can reference)."""
     name = qualified(schema, table.name)
     if table.primary_key:
         session.execute(cursor, sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
@@ -203,14 +204,28 @@ def add_keys_and_indexes(session, cursor, schema, table):
     for unique in table.uniques:
         session.execute(cursor, sql.SQL("ALTER TABLE {} ADD UNIQUE ({})").format(
             name, sql.SQL(", ").join(sql.Identifier(c) for c in unique)))
+
+
+def add_index(session, cursor, schema, table, index):
+    keys = sql.SQL(", ").join(sql.SQL("{}{}").format(sql.Identifier(c), sql.SQL(" DESC" if desc else ""))
+                              for c, desc in index["columns"])
+    session.execute(cursor, sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+        sql.SQL("UNIQUE " if index["unique"] else ""), sql.Identifier(index["name"]), qualified(schema, table.name),
+        keys))
+
+
+def add_keys_and_indexes(session, cursor, schema, table):
+    add_keys(session, cursor, schema, table)
     for index in table.indexes:
-        keys = sql.SQL(", ").join(sql.SQL("{}{}").format(sql.Identifier(c), sql.SQL(" DESC" if desc else ""))
-                                  for c, desc in index["columns"])
-        session.execute(cursor, sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
-            sql.SQL("UNIQUE " if index["unique"] else ""), sql.Identifier(index["name"]), name, keys))
+        add_index(session, cursor, schema, table, index)
 
 
 def add_foreign_keys(session, cursor, schema, table, available):
+    """Add the table's foreign keys NOT VALID: no scan, and a lock on the referenced tables held only briefly.
+
+    validate_foreign_keys() checks the rows afterwards; that takes a lock the referenced table's own index builds
+    and other validations do not wait for.
+    """
     for fk in table.foreign_keys:
         if fk["table"] not in available or any(c is None for c in fk["ref_columns"]):
             session.warnings.append("table %s: foreign key to %s not created (table not migrated)"
@@ -220,10 +235,26 @@ def add_foreign_keys(session, cursor, schema, table, available):
         for clause, action in (("ON UPDATE", fk["on_update"]), ("ON DELETE", fk["on_delete"])):
             if action and action.upper() in ("CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT"):
                 actions.append(sql.SQL("%s %s" % (clause, action.upper())))
-        session.execute(cursor, sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}){}").format(
+        session.execute(cursor, sql.SQL("ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({}){} NOT VALID").format(
             qualified(schema, table.name), sql.SQL(", ").join(sql.Identifier(c) for c in fk["columns"]),
             qualified(schema, fk["table"]), sql.SQL(", ").join(sql.Identifier(c) for c in fk["ref_columns"]),
             sql.SQL("").join(sql.SQL(" ") + a for a in actions)))
+
+
+def validate_foreign_keys(session, cursor, schema, table):
+    """Check every row against the table's foreign keys added NOT VALID (a violation fails naming the key)."""
+    cursor.execute("SELECT k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'f' AND NOT k.convalidated "
+                   "ORDER BY k.conname", (schema, table.name))
+    for (name,) in cursor.fetchall():
+        try:
+            session.execute(cursor, sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                qualified(schema, table.name), sql.Identifier(name)))
+        except psycopg.errors.ForeignKeyViolation as error:
+            raise MigrationError("table %s: %s; fix the rows in the source (SQLite does not enforce foreign keys "
+                                 "unless told to) or leave the table out with the tables option"
+                                 % (table.name, error.diag.message_detail or error.diag.message_primary or error))
 
 
 def reset_sequences(session, cursor, schema, mapping, floor=None):
