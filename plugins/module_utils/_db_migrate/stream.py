@@ -51,6 +51,8 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.target imp
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_SIZE = 19  # signature, flags (int32), header extension length (int32)
+HEADER = SIGNATURE + b"\x00" * 8
+TRAILER = b"\xff\xff"
 ROW_DIGEST_MODULUS = 1 << 64
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
@@ -179,6 +181,27 @@ class _SendingWriter(LibpqWriter):
 # ---- the loop
 
 
+def _direct_formatter(copy, width):
+    """psycopg's C row formatter with the copy's transformer, or None when this psycopg does not offer them.
+
+    Copy.write_row() makes this very call through two Python methods; calling it directly saves them (175 ns a row
+    measured, about a tenth of the client's work on the benchmark). Both are psycopg internals, so they are probed
+    once with a row of NULLs, whose bytes the binary COPY format fixes, before being trusted.
+    """
+    try:
+        from psycopg import _copy_base
+
+        formatter = _copy_base.format_row_binary
+        transformer = copy.formatter.transformer
+        probe = bytearray()
+        formatter([None] * width, transformer, probe)
+    except Exception:  # any other psycopg: write_row() it is
+        return None
+    if bytes(probe) != _INT16.pack(width) + b"\xff\xff\xff\xff" * width:
+        return None
+    return lambda row, out: formatter(row, transformer, out)
+
+
 def copy_types(columns, careful):
     return [copy_type(c.kind, not careful) for c in columns]
 
@@ -205,7 +228,14 @@ def _write_rows(copy, session, table, columns, source_slice, careful):
     source = session.source
     query, params = read_query(table, columns, source_slice)
     convert = row_converter([c.kind for c in columns], fast=not careful)
-    write_row = copy.write_row
+    direct = _direct_formatter(copy, len(columns))
+    if direct is not None:
+        buffer = bytearray(HEADER)  # block mode: Copy.write() sends what it is given, signature and trailer included
+
+        def write_row(row):
+            direct(row, buffer)
+    else:
+        write_row = copy.write_row
     clock = session.clock
     batch_size = session.batch_size
     position = 0
@@ -239,13 +269,24 @@ def _write_rows(copy, session, table, columns, source_slice, careful):
                     except (TypeError, ValueError, OverflowError) as error:
                         raise MigrationError("table %s: %s cannot be stored in PostgreSQL: %s" % (
                             table.name, describe_row(source, table, position + offset, source_slice), error))
+            elif direct is not None:
+                try:
+                    for row in rows:
+                        direct(row, buffer)
+                except NOT_FAST:
+                    raise NotFast()
             else:
                 try:
                     for row in rows:
                         write_row(row)
                 except NOT_FAST:
                     raise NotFast()
+            if direct is not None:
+                copy.write(buffer)
+                buffer = bytearray()
             position += len(rows)
+        if direct is not None:
+            copy.write(buffer + TRAILER)
     finally:
         if collecting:
             gc.enable()
