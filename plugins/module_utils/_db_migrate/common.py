@@ -28,6 +28,10 @@ except ImportError as import_error:  # reported by the module with missing_requi
     HAS_PSYCOPG = False
     PSYCOPG_IMPORT_ERROR = import_error
 
+# Re-exported for the other modules of the package, which import psycopg only through this guard.
+__all__ = ["APPLICATION_NAME", "HAS_PSYCOPG", "LibpqWriter", "MASK", "MigrationError", "PSYCOPG_IMPORT_ERROR",
+           "PyFormat", "Writer", "conninfo_to_dict", "mask", "psycopg", "sql", "uri_secrets"]
+
 # Every connection db_migrate opens carries this application_name, so pg_stat_activity (and the message of a run
 # that waits for the target's lock) shows which sessions are db_migrate's.
 APPLICATION_NAME = "positops.ha.db_migrate"

@@ -183,8 +183,8 @@ class Migration:
         if current and self.if_exists == "fail":
             raise MigrationError(
                 "target tables already hold rows that differ from src: %s in schema %s; nothing was written. Use "
-                "if_exists=truncate to replace them, or migrate into an empty schema" % (", ".join(current),
-                                                                                        self.schema))
+                "if_exists=truncate to replace them, or migrate into an empty schema"
+                % (", ".join(current), self.schema))
         if self.check_mode:
             return self.result(True, tables, counts, None, started, copied={}, sequences=[])
         if self.layout == "existing":
@@ -389,11 +389,11 @@ class Migration:
             # After the foreign keys to and from the table are added, so that no addition waits for the build.
             children = [added[t.name] for t in tables if t.name in added and table.name in
                         set(fk["table"] for fk in t.foreign_keys)]
+            own = [added[table.name]] if table.name in added else []
             for index in table.indexes:
                 add(kind="index", table=table.name, index=index["name"], locks=[table.name],
                     cost=KEYS_COST * rows[table.name] * len(index["columns"]),
-                    after=sorted(set([keys[table.name]] + children + ([added[table.name]] if table.name in added
-                                                                       else []))))
+                    after=sorted(set([keys[table.name]] + children + own)))
         return jobs
 
     def swap(self, tables, existing, staging):

@@ -293,8 +293,8 @@ def table_slices(connection, table, rows, slice_rows=None):
 def read_query(table, columns, source_slice):
     """The SELECT reading ``columns`` of one slice of ``table`` in key order, and its parameters."""
     condition, params = source_slice.sqlite_condition()
-    query = "SELECT %s FROM %s%s ORDER BY %s" % (", ".join(c.select_expression() for c in columns),
-                                                sqlite_quote(table.name), condition, table.order_by())
+    expressions = ", ".join(c.select_expression() for c in columns)
+    query = "SELECT %s FROM %s%s ORDER BY %s" % (expressions, sqlite_quote(table.name), condition, table.order_by())
     return query, params
 
 

@@ -328,9 +328,9 @@ def copy_slice(session, cursor, mapping, schema, source_slice, ordered):
     """
     table = mapping.table
     columns = [m.column for m in mapping.columns]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        qualified(schema, mapping.target_name), sql.SQL(", ").join(sql.Identifier(m.target_name)
-                                                                  for m in mapping.columns))
+    names = sql.SQL(", ").join(sql.Identifier(m.target_name) for m in mapping.columns)
+    target = qualified(schema, mapping.target_name)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)
     session.record(cursor, statement)
     began = session.clock()
     client = session.timings.get("read", 0.0) + session.timings.get("convert", 0.0)

@@ -111,7 +111,7 @@ def test_a_second_run_waits_for_the_first_and_finds_the_target_complete(big_sour
         wait_for(lambda: main_sessions(dest), "the first run to hold the lock")
         second = Migration(big_source, dest, lock_timeout=120).run()
     finally:
-        output, _ = first.communicate(timeout=120)
+        output = first.communicate(timeout=120)[0]
     assert first.returncode == 0
     assert json.loads(output) == {"changed": True, "ok": True, "rows": ROWS + 1000}
     assert second["changed"] is False and second["verification"]["ok"] is True
@@ -127,7 +127,7 @@ def test_a_second_run_with_a_short_lock_timeout_refuses_naming_the_holder(big_so
         with pytest.raises(MigrationError) as refused:
             Migration(big_source, dest, lock_timeout=0).run()
     finally:
-        output, _ = first.communicate(timeout=120)
+        output = first.communicate(timeout=120)[0]
     message = str(refused.value)
     assert message.startswith("another db_migrate run is writing schema public of dest (backend pid %d, client "
                               "127.0.0.1 port " % pid)

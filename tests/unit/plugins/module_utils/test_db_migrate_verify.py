@@ -71,6 +71,8 @@ EVERY_TYPE_ROWS = [
      "false", "2038-01-19 03:14:07", "2038-01-19T03:14:07Z", "2038-01-19", "-1.5", "y"),
 ]
 
+INSERT_EVERY_TYPE = "INSERT INTO t VALUES (%s)" % ", ".join("?" * 12)
+
 # (what is changed, SQL run on the target, the row and column verify must name)
 TAMPERS = [
     ("one byte in the middle of a blob", "UPDATE t SET b = overlay(b placing '\\x77'::bytea from 5 for 1) WHERE id = 3",
@@ -122,8 +124,7 @@ TAMPERS = [
 
 @pytest.mark.parametrize("what, change, named", TAMPERS, ids=[t[0] for t in TAMPERS])
 def test_every_tamper_of_every_type_fails_verify_and_blocks_a_rerun(tmp_path, dest, what, change, named):
-    src = make_source(tmp_path / "every.db", EVERY_TYPE, [("INSERT INTO t VALUES (%s)" % ", ".join("?" * 12),
-                                                            EVERY_TYPE_ROWS)])
+    src = make_source(tmp_path / "every.db", EVERY_TYPE, [(INSERT_EVERY_TYPE, EVERY_TYPE_ROWS)])
     first = Migration(src, dest, workers=2).run()
     assert first["verification"]["ok"] is True
     assert Migration(src, dest).run("verify")["verification"]["ok"] is True
@@ -155,10 +156,10 @@ COMPOSITE_ROWS = [
     ("INSERT INTO tags VALUES (?, ?, ?, ?)",
      [("Ålesund", "b", 0.25, b"\x01"), ("Zeta", "a", None, None), ("alpha", "Z", 1.5, b"\x00\x00"),
       ("alpha", "a", 2.5, b""), ("日本", "ü", -1.0, b"\xff"), ("alpha", "ab", 3.0, b"x")]),
-    ("INSERT INTO log VALUES (?, ?, ?)", [("2023-01-01", 1, "same"), ("2023-01-01", 1, "same"),
-                                         ("2023-01-02", 2, "other")]),
-    ("INSERT INTO events VALUES (?, ?)", [("2023-01-01T10:00:00+02:00", "a"), ("2023-01-01 09:00:00", "b"),
-                                         ("2023-01-01 08:30:00.250", "c")]),
+    ("INSERT INTO log VALUES (?, ?, ?)",
+     [("2023-01-01", 1, "same"), ("2023-01-01", 1, "same"), ("2023-01-02", 2, "other")]),
+    ("INSERT INTO events VALUES (?, ?)",
+     [("2023-01-01T10:00:00+02:00", "a"), ("2023-01-01 09:00:00", "b"), ("2023-01-01 08:30:00.250", "c")]),
 ]
 
 
@@ -245,8 +246,7 @@ def test_existing_tables_of_other_types_are_compared_exactly_in_the_target_types
 
 def test_a_difference_found_while_loading_rolls_back(tmp_path, dest, monkeypatch):
     """A load whose staged copy does not read back as sent fails and leaves the target as it was."""
-    src = make_source(tmp_path / "load.db", EVERY_TYPE, [("INSERT INTO t VALUES (%s)" % ", ".join("?" * 12),
-                                                           EVERY_TYPE_ROWS)])
+    src = make_source(tmp_path / "load.db", EVERY_TYPE, [(INSERT_EVERY_TYPE, EVERY_TYPE_ROWS)])
     real = verify.copy_out_statement
 
     def tampered(plan, relation, source_slice, domain):
