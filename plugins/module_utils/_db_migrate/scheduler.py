@@ -145,7 +145,7 @@ def priorities(jobs):
     waiting = dict((job["id"], []) for job in jobs)
     for job in jobs:
         for before in job["after"]:
-            waiting[before].append(job["id"])
+            waiting.setdefault(before, []).append(job["id"])  # an unknown id: _stuck() reports it
     by_id = dict((job["id"], job) for job in jobs)
     levels = {}
 
