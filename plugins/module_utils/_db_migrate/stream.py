@@ -138,6 +138,12 @@ class StreamDigest:
         self._keep = keep
         self._splitter = RowSplitter(self._add_row) if (keep is not None or not ordered) else None
 
+    @property
+    def sink(self):
+        """What to hand each piece of the stream to: SHA-256's own update() when that is all there is to do (a
+        Python call less a row of a read-back, which arrives one message a row)."""
+        return self._sha.update if self._splitter is None else self.update
+
     def update(self, data):
         if self._sha is not None:
             self._sha.update(data)

@@ -29,6 +29,7 @@ __metaclass__ = type
 
 import collections
 import datetime
+import gc
 import hashlib
 import struct
 
@@ -116,24 +117,38 @@ def read_back(cursor, statement, sink):
     iterating the psycopg Copy object (measured on 500,000 rows: 0.21 s against 0.57 s).
     """
     pgconn = cursor.connection.pgconn
+    get_copy_data = pgconn.get_copy_data
     rows, failure = None, None
-    with cursor.copy(statement):
-        while True:
-            size, data = pgconn.get_copy_data(0)
-            if size < 0:
-                break
-            sink(data)
-        while True:
-            result = pgconn.get_result()
-            if result is None:
-                break
-            if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
-                rows = result.command_tuples
-            else:
-                failure = (result.error_message or b"").decode("utf-8", "replace").strip()
+    collecting = gc.isenabled()
+    gc.disable()  # a message a row: the collector's passes would only slow the loop
+    try:
+        with cursor.copy(statement):
+            while True:
+                size, data = get_copy_data(0)
+                if size < 0:
+                    break
+                sink(data)
+            rows, failure = _copy_out_result(pgconn)
+    finally:
+        if collecting:
+            gc.enable()
     if failure or rows is None:
         raise MigrationError("reading back from dest failed: %s" % (failure or "no result"))
     return rows
+
+
+def _copy_out_result(pgconn):
+    """The row count of a finished COPY TO (consuming its results, as psycopg would), or the error."""
+    rows, failure = None, None
+    while True:
+        result = pgconn.get_result()
+        if result is None:
+            break
+        if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            rows = result.command_tuples
+        else:
+            failure = (result.error_message or b"").decode("utf-8", "replace").strip()
+    return rows, failure
 
 
 def target_digest(session, plan, schema, source_slice, domain="source", keep=None, relation=None):
@@ -142,7 +157,7 @@ def target_digest(session, plan, schema, source_slice, domain="source", keep=Non
     digest = StreamDigest(plan["ordered"], keep)
     cursor = session.pg.cursor()
     statement = copy_out_statement(plan, relation or qualified(schema, plan["target"]), source_slice, domain)
-    rows = read_back(cursor, statement, digest.update)
+    rows = read_back(cursor, statement, digest.sink)
     session.add_time("verify", session.clock() - began)
     return rows, digest.hexdigest()
 
