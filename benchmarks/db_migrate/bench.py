@@ -5,7 +5,8 @@
     sudo .venv/bin/python benchmarks/db_migrate/pairs.py --pairs 5  # db_migrate and pgloader alternately (pairs.py)
 
 Steps: install pgloader with apt-get when it is missing; generate the SQLite database (generate.py); start a
-throw-away PostgreSQL on loopback (tests/unit/pg_server.py, server defaults); then, each into a fresh database:
+throw-away PostgreSQL on loopback (tests/unit/pg_server.py, server defaults but autovacuum off: it would charge
+the vacuum of one contender's tables to the next contender's run); then, each into a fresh database:
   1. db_migrate through `ansible localhost -m positops.ha.db_migrate` as an operator would (Ansible's start-up,
      the source scan, the load, the indexes and constraints and the verification all inside the measured time);
   2. pgloader (Debian's package) with its defaults (creates tables, indexes, foreign keys, resets sequences);
@@ -70,6 +71,10 @@ def ensure_pgloader():
     subprocess.run(["apt-get", "install", "-y", "-qq", "pgloader"], check=True, env=env,
                    stdout=subprocess.DEVNULL)
 
+
+# Server defaults but autovacuum: it would vacuum and analyze one contender's tables during the next contender's
+# run (seen: the raw \\copy's tables during db_migrate's), charging that CPU to the wrong tool.
+SERVER_SETTINGS = {"autovacuum": "off"}
 
 # CPU seconds used by each contender, client and server side, summed over timed() calls: on a shared machine
 # the wall clock depends on the neighbours, the CPU spent much less.
@@ -225,7 +230,7 @@ def main(argv=None):
     rows = args.rows
     figures = {}
     load_before = loadavg()
-    with PostgresServer(prefix="positops-bench-pg-") as server:
+    with PostgresServer(settings=SERVER_SETTINGS, prefix="positops-bench-pg-") as server:
         log("PostgreSQL on 127.0.0.1:%d" % server.port)
         SERVER["server"] = server
         if "raw" not in args.skip:

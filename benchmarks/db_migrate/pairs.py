@@ -31,7 +31,7 @@ def main(argv=None):
     args.skip = []
     source = bench.prepare(args)
     pairs = []
-    with PostgresServer(prefix="positops-bench-pg-") as server:
+    with PostgresServer(settings=bench.SERVER_SETTINGS, prefix="positops-bench-pg-") as server:
         bench.SERVER["server"] = server
         bench.log("PostgreSQL on 127.0.0.1:%d" % server.port)
         for index in range(args.pairs):

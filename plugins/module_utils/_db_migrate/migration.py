@@ -53,6 +53,7 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.sqlite_sou
 )
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.stream import copy_slice
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.target import (
+    STAGED_OPTION_NAMES,
     count_target_rows,
     create_mapping,
     create_table,
@@ -409,6 +410,8 @@ class Migration:
         for table in tables:
             session.execute(cursor, sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
                 qualified(staging, table.name), sql.Identifier(self.schema)))
+            session.execute(cursor, sql.SQL("ALTER TABLE {} RESET ({})").format(
+                qualified(self.schema, table.name), sql.SQL(STAGED_OPTION_NAMES)))
         session.execute(cursor, sql.SQL("DROP SCHEMA {}").format(sql.Identifier(staging)))
         sequences = []
         for table in tables:

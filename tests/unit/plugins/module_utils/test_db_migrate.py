@@ -226,6 +226,11 @@ def test_keys_indexes_foreign_keys_and_quoted_identifiers(tmp_path, dest, worker
     assert re.match(r"^db_migrate_staging_[0-9a-f]{16}_[0-9a-f]{8}$", staging)
     assert 'COPY "public"."order" ("from", "line no", "qty") FROM STDIN (FORMAT BINARY)' in statements
     assert 'ALTER TABLE "%s"."order" SET SCHEMA "public"' % staging in statements
+    # Autovacuum was off while the tables were staged, and is back to the server's settings.
+    assert 'CREATE TABLE "%s"."order" ("from" bigint NOT NULL, "line no" bigint NOT NULL, "qty" bigint DEFAULT 1) ' \
+        'WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)' % staging in statements
+    assert query(dest, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                       "AND reloptions IS NOT NULL") == [(0,)]
     assert statements[-1 - len(result["sequences"])] == 'DROP SCHEMA "%s"' % staging
 
 
