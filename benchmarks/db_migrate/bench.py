@@ -72,8 +72,8 @@ def ensure_pgloader():
                    stdout=subprocess.DEVNULL)
 
 
-# Server defaults but autovacuum: it would vacuum and analyze one contender's tables during the next contender's
-# run (seen: the raw \\copy's tables during db_migrate's), charging that CPU to the wrong tool.
+# Server defaults but autovacuum: it vacuums and analyzes a loaded table up to a minute later, so during the next
+# contender's run, whose CPU seconds (the server's exited children) would then include it.
 SERVER_SETTINGS = {"autovacuum": "off"}
 
 # CPU seconds used by each contender, client and server side, summed over timed() calls: on a shared machine
