@@ -2,15 +2,20 @@
 
     sudo .venv/bin/python benchmarks/db_migrate/bench.py            # 3,000,000 rows (the default)
     .venv/bin/python benchmarks/db_migrate/bench.py --rows 100000   # quick smoke run
+    sudo .venv/bin/python benchmarks/db_migrate/pairs.py --pairs 5  # db_migrate and pgloader alternately (pairs.py)
 
 Steps: install pgloader with apt-get when it is missing; generate the SQLite database (generate.py); start a
-throw-away PostgreSQL on loopback (tests/unit/pg_server.py, server defaults); then, each into a fresh database:
+throw-away PostgreSQL on loopback (tests/unit/pg_server.py, server defaults but autovacuum off: it would charge
+the vacuum of one contender's tables to the next contender's run); then, each into a fresh database:
   1. db_migrate through `ansible localhost -m positops.ha.db_migrate` as an operator would (Ansible's start-up,
      the source scan, the load, the indexes and constraints and the verification all inside the measured time);
   2. pgloader (Debian's package) with its defaults (creates tables, indexes, foreign keys, resets sequences);
   3. psql `\\copy` of CSV files exported beforehand (export not timed) into bare tables: the raw speed limit.
      The time psql then takes to add the same keys and indexes is printed separately.
-Prints rows/s of each and the ratios. Everything generated lives under --workdir (default build/bench-db_migrate).
+Prints wall time, CPU seconds (the tool and its PostgreSQL backends) and rows/s of each, the ratios, the load
+average before and after, and db_migrate's own breakdown (the phase timings the module returns, and Ansible's
+start-up: the wall time less the module's). Everything generated lives under --workdir (default
+build/bench-db_migrate).
 """
 
 import argparse
@@ -67,6 +72,10 @@ def ensure_pgloader():
                    stdout=subprocess.DEVNULL)
 
 
+# Server defaults but autovacuum: it vacuums and analyzes a loaded table up to a minute later, so during the next
+# contender's run, whose CPU seconds (the server's exited children) would then include it.
+SERVER_SETTINGS = {"autovacuum": "off"}
+
 # CPU seconds used by each contender, client and server side, summed over timed() calls: on a shared machine
 # the wall clock depends on the neighbours, the CPU spent much less.
 CPU_SECONDS = {}
@@ -111,7 +120,8 @@ def collections_path(workdir):
     return root
 
 
-def run_db_migrate(server, database, source, workdir):
+def run_db_migrate(server, database, source, workdir, label="db_migrate via ansible"):
+    """db_migrate through ``ansible localhost -m``, verification on (the default); returns (seconds, result)."""
     uri = server.create_database(database)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_LOCALHOST_WARNING="False",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
@@ -119,19 +129,45 @@ def run_db_migrate(server, database, source, workdir):
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
     argv = [ansible, "localhost", "-c", "local", "-m", "positops.ha.db_migrate",
             "-a", json.dumps({"src": source, "dest": uri})]
-    elapsed, stdout = timed(argv, label="db_migrate via ansible", env=env)
+    elapsed, stdout = timed(argv, label=label, env=env)
     result = json.loads(stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     if result.get("failed") or not result["verification"]["ok"]:
         raise SystemExit("db_migrate failed: %s" % result.get("msg"))
     return elapsed, result
 
 
-def run_pgloader(server, database, source, workdir):
+BREAKDOWN = (
+    ("Ansible start-up (wall less the module's total)", None),
+    ("read and convert (SQLite fetch, conversion)", ("read", "convert")),
+    ("COPY (formatting, sending, PostgreSQL's COPY)", ("copy",)),
+    ("keys (primary keys, unique, indexes)", ("keys",)),
+    ("foreign keys", ("foreign_keys",)),
+    ("verify (reading back, digests)", ("verify",)),
+    ("swap (one transaction)", ("swap",)),
+    ("module total (wall)", ("total",)),
+)
+
+
+def breakdown(seconds, result):
+    """db_migrate's phases: Ansible's start-up, then the module's timings (summed over its workers)."""
+    timings = result["timings"]
+    lines = []
+    for label, phases in BREAKDOWN:
+        value = seconds - timings["total"] if phases is None else sum(timings.get(p, 0.0) for p in phases)
+        lines.append("  %-52s %7.2f s" % (label, value))
+    return lines
+
+
+def loadavg():
+    return " ".join("%.2f" % v for v in os.getloadavg())
+
+
+def run_pgloader(server, database, source, workdir, label="pgloader"):
     server.create_database(database)
     # pgloader 3.6 cannot parse a URI without a password reliably: the server trusts loopback, any password works.
     target = "pgsql://postgres:unused@127.0.0.1:%d/%s" % (server.port, database)
     argv = ["pgloader", "--no-ssl-cert-verification", "sqlite://%s" % source, target]
-    elapsed = timed(argv, label="pgloader", cwd=workdir)[0]
+    elapsed = timed(argv, label=label, cwd=workdir)[0]
     return elapsed
 
 
@@ -169,13 +205,7 @@ def run_raw_copy(server, database, csv_paths, workdir):
     return copy_seconds, keys_seconds
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=3000000, help="rows in the SQLite database (default 3000000)")
-    parser.add_argument("--workdir", default=os.path.join(REPO, "build", "bench-db_migrate"))
-    parser.add_argument("--skip", action="append", default=[], choices=["pgloader", "raw"],
-                        help="leave a contender out (repeatable)")
-    args = parser.parse_args(argv)
+def prepare(args):
     os.makedirs(args.workdir, exist_ok=True)
     os.chmod(args.workdir, 0o755)
     if "pgloader" not in args.skip:
@@ -186,9 +216,21 @@ def main(argv=None):
         generate.generate(source + ".tmp", args.rows)
         os.rename(source + ".tmp", source)
     os.chmod(source, 0o644)
+    return source
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3000000, help="rows in the SQLite database (default 3000000)")
+    parser.add_argument("--workdir", default=os.path.join(REPO, "build", "bench-db_migrate"))
+    parser.add_argument("--skip", action="append", default=[], choices=["pgloader", "raw"],
+                        help="leave a contender out (repeatable)")
+    args = parser.parse_args(argv)
+    source = prepare(args)
     rows = args.rows
     figures = {}
-    with PostgresServer(prefix="positops-bench-pg-") as server:
+    load_before = loadavg()
+    with PostgresServer(settings=SERVER_SETTINGS, prefix="positops-bench-pg-") as server:
         log("PostgreSQL on 127.0.0.1:%d" % server.port)
         SERVER["server"] = server
         if "raw" not in args.skip:
@@ -204,18 +246,20 @@ def main(argv=None):
         if "pgloader" not in args.skip:
             log("pgloader")
             figures["pgloader"] = run_pgloader(server, "bench_pgloader", source, args.workdir)
-    print("rows: %d   load average at the end: %s" % (rows, " ".join("%.1f" % v for v in os.getloadavg())))
-    print("%-34s %10s %14s %12s" % ("", "wall", "rows/s", "CPU s"))
-    for name, seconds in figures.items():
-        print("%-34s %8.2f s %14.0f %12.1f" % (name, seconds, rows / seconds, CPU_SECONDS.get(name, 0.0)))
-    ours = rows / figures["db_migrate via ansible"]
+    print("rows: %d   load average before: %s   after: %s   (%s, %d CPUs)"
+          % (rows, load_before, loadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.cpu_count()))
+    print("%-34s %10s %10s %12s" % ("", "wall", "CPU s", "rows/s"))
+    for name, seconds_ in figures.items():
+        print("%-34s %8.2f s %10.1f %12.0f" % (name, seconds_, CPU_SECONDS.get(name, 0.0), rows / seconds_))
+    ours = figures["db_migrate via ansible"]
     if "pgloader" in figures:
-        print("db_migrate / pgloader:            %.2fx" % (ours / (rows / figures["pgloader"])))
+        print("db_migrate / pgloader:        %.2fx on wall time, %.2fx on CPU seconds"
+              % (figures["pgloader"] / ours, CPU_SECONDS["pgloader"] / CPU_SECONDS["db_migrate via ansible"]))
     if "psql \\copy (raw, no indexes)" in figures:
-        raw = rows / figures["psql \\copy (raw, no indexes)"]
-        print("db_migrate / raw \\copy:           %.0f%%" % (100 * ours / raw))
-        print("db_migrate / \\copy + keys:        %.0f%%"
-              % (100 * ours / (rows / figures["psql \\copy + same keys/indexes"])))
+        print("db_migrate / raw \\copy:       %.2f of its rows/s" % (figures["psql \\copy (raw, no indexes)"] / ours))
+        print("db_migrate / \\copy + keys:    %.2f of its rows/s" % (figures["psql \\copy + same keys/indexes"] / ours))
+    print("db_migrate breakdown (phases summed over the module's worker processes, so they overlap):")
+    print("\n".join(breakdown(ours, result)))
     return figures
 
 

@@ -72,9 +72,10 @@ def test_verify_mode_fails_on_a_difference(run_module, source, dest):
     connection.execute("INSERT INTO packages VALUES (4, 2, 1)")
     connection.commit()
     connection.close()
-    failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "mode": "verify"})
+    failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "action": "verify"})
     assert failed
-    assert result["msg"] == "src and dest differ in tables packages (row counts or checksums)"
+    assert result["msg"] == ("src and dest differ: table packages: row with primary key (id=4) is missing from the "
+                             "target")
     assert result["verification"]["tables"]["packages"]["source_rows"] == 4
     assert result["verification"]["tables"]["packages"]["target_rows"] == 3
     assert result["changed"] is False
@@ -157,3 +158,30 @@ def test_benchmark_generator_makes_a_migratable_database(tmp_path, run_module, d
     assert not failed, result.get("msg")
     assert dict((t["name"], t["rows"]) for t in result["tables"]) == counts
     assert result["verification"]["ok"] is True
+
+
+def test_mode_is_a_deprecated_alias_of_action(run_module, source, dest):
+    run_module(db_migrate.main, {"src": source, "dest": dest})
+    failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "mode": "verify"})
+    assert not failed, result.get("msg")
+    assert result["changed"] is False and result["verification"]["ok"] is True
+    # ansible-core 2.19 reports DeprecationSummary objects; older releases plain dicts with msg.
+    deprecations = [d["event"]["msg"] if "event" in d else d["msg"] for d in result["deprecations"]]
+    assert deprecations == ["Alias 'mode' is deprecated. See the module docs for more information"]
+    assert result["deprecations"][0]["version"] == "1.0.0"
+
+
+def test_a_run_holding_the_schema_makes_the_next_one_fail_naming_it(run_module, source, dest):
+    import psycopg
+
+    from ansible_collections.positops.ha.plugins.module_utils._db_migrate.lock import lock_key
+
+    with psycopg.connect(dest, application_name="positops.ha.db_migrate run 0123abcd", autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key("public"),))
+        holder_pid = holder.info.backend_pid
+        failed, result = run_module(db_migrate.main, {"src": source, "dest": dest, "lock_timeout": 0})
+    assert failed
+    assert result["msg"].startswith("another db_migrate run is writing schema public of dest (backend pid %d, "
+                                    % holder_pid)
+    assert "application_name 'positops.ha.db_migrate run 0123abcd'" in result["msg"]
+    assert PASSWORD not in result["_raw_output"]
