@@ -20,6 +20,8 @@ description:
   - The switches live in HAProxy's memory only; a reload or restart of HAProxy reads the map file again, which
     positops.ha.load_balancer keeps empty - every switch is off after a reload.
   - O(state=on) for a backend that is on already extends its expiry; that is not reported as a change.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   backends:
     description:

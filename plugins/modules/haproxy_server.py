@@ -24,6 +24,8 @@ description:
   - Unknown backend or server names fail, listing the names that exist. Nothing is changed before both are found.
   - HAProxy Management Guide 2.6, section 9.3 (C(set server), C(show stat), C(show servers state),
     C(shutdown sessions server)).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   backend:
     description: The HAProxy backend (a service name of positops.ha.load_balancer, for example V(connect)).
@@ -91,7 +93,7 @@ attributes:
   check_mode:
     support: full
     details: In check mode the server's state is read, nothing is sent that changes it, and nothing is waited for;
-      RV(changed) says whether the state would change.
+      the result says whether the state would change.
   diff_mode:
     support: none
   platform:

@@ -16,6 +16,8 @@ description:
   - Also reads the hold's switch map (see M(positops.ha.haproxy_hold)) when HAProxy has it loaded, and says per
     backend whether the hold is on and until when.
   - Changes nothing.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   backends:
     description: Backends to read; all of them when empty. An unknown name fails, listing the backends there are.

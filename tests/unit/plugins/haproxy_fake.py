@@ -110,7 +110,7 @@ class FakeHAProxy:
         return "Unknown command: '%s'\n\n" % line
 
     def find(self, target):
-        backend, _, name = target.partition("/")
+        backend, name = target.split("/", 1) if "/" in target else (target, "")
         if backend not in self.backends:
             return "No such backend.\n\n"
         if name not in self.backends[backend]:

@@ -92,7 +92,7 @@ class OneShotServer:
         self.thread.start()
 
     def serve(self):
-        connection, _ = self.listener.accept()
+        connection = self.listener.accept()[0]
         connection.recv(1024)
         if self.answer is not None:
             connection.sendall(self.answer.encode())

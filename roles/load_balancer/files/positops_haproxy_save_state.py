@@ -1,13 +1,15 @@
-#!/usr/bin/python3
-# Installed by positops.ha.load_balancer; run by haproxy.service before every reload and stop (see the drop-in).
-#
-# Saves HAProxy's `show servers state` to the server-state file that the next HAProxy process applies at start
-# (global `server-state-file`, `load-server-state-from-file global`), so drain, maintenance and health states set
-# through the runtime API survive a reload. HAProxy also applies the saved port over the configured one
-# (haproxy/haproxy#1412, #2103); the fix its maintainers give is to leave out the lines of servers whose
-# configuration changed. This script does that: a server is kept only when the configuration about to be loaded
-# (--config) still has it, in the same backend, on the same port. The file is replaced atomically; when HAProxy
-# does not answer, the old file stays and the script says so (the reload goes on).
+"""Save HAProxy's server states for the next HAProxy process (installed by positops.ha.load_balancer).
+
+haproxy.service runs it before every reload and stop (``python3 <this file> --socket S --config C --output F``, see
+the role's systemd drop-in). It saves ``show servers state`` to the server-state file that the next process applies
+at start (global ``server-state-file``, ``load-server-state-from-file global``), so drain, maintenance and health
+states set through the runtime API survive a reload. HAProxy also applies the saved port over the configured one
+(haproxy/haproxy#1412, #2103); the fix its maintainers give is to leave out the lines of servers whose configuration
+changed. This script does that: a server is kept only when the configuration about to be loaded (--config) still
+has it, in the same backend, on the same port. The file is replaced atomically; when HAProxy does not answer, the
+old file stays and the script says so (the reload goes on).
+"""
+
 import argparse
 import os
 import re
@@ -68,7 +70,7 @@ def keep(state, ports):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--socket", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--output", required=True)
