@@ -179,6 +179,17 @@ def server_states(backend="connect"):
     return {row[1]: row[17] for row in rows if row[0] == backend and row[1] not in ("FRONTEND", "BACKEND")}
 
 
+def wait_until_waiting(count, frontend="connect", timeout=20):
+    """Wait until `count` requests are open on the frontend (held: their client started, nothing answered yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [line.split(",") for line in haproxy_command("show stat").splitlines() if line and line[0] != "#"]
+        if [row for row in rows if row[0] == frontend and row[1] == "FRONTEND" and int(row[4] or 0) >= count]:
+            return
+        time.sleep(0.2)
+    raise AssertionError("%d request(s) were not waiting on %s within %s s" % (count, frontend, timeout))
+
+
 def hold_map():
     return haproxy_command("show map /etc/haproxy/positops-hold.map").strip()
 
@@ -383,13 +394,16 @@ def test_hold_keeps_a_get_until_a_server_is_back_and_refuses_a_post(tmp_path, al
     post = request("https://127.0.0.1:3939/echo", method="POST")
     assert post["status"] == 503 and post["headers"]["retry-after"] == "10", post
     assert "is being upgraded" in post["body"] and post["elapsed"] < 1.0, post
-    time.sleep(3)
+    wait_until_waiting(2)
+    time.sleep(2)
     ready_at = haproxy_commands("set server connect/%s health up" % node1, "set server connect/%s state ready" % node1)
     held, head = collect("held"), collect("held-head")
     assert held["status"] == 200 and json.loads(held["body"])["node"] == host(node1).check_output("hostname"), held
     assert head["status"] == 200, head
+    # Both were waiting when the node came back, and were answered right after.
     released_after = round(held["ended"] - ready_at, 3)
-    assert held["elapsed"] >= 3 and released_after < 1.0, (held, ready_at)
+    assert held["started"] < ready_at < held["ended"] and released_after < 1.0, (held, ready_at)
+    assert head["started"] < ready_at < head["ended"], (head, ready_at)
     measure("hold_get_held_seconds", held["elapsed"])
     measure("hold_release_after_ready_seconds", released_after)
     measure("hold_post_refused_seconds", post["elapsed"])
@@ -444,10 +458,11 @@ def test_hold_lets_sticky_requests_reach_a_draining_server(all_servers_back):
     sticky = request("https://127.0.0.1:3939/echo", headers={"Cookie": "CONNECT_NODE=%s" % node1})
     assert sticky["status"] == 200 and sticky["elapsed"] < 1.0, sticky
     request_in_background("new", "https://127.0.0.1:3939/echo")
-    time.sleep(1.5)
-    haproxy_commands("set server connect/%s state ready" % node1)
+    wait_until_waiting(1)
+    time.sleep(1)
+    ready_at = haproxy_commands("set server connect/%s state ready" % node1)
     new = collect("new")
-    assert new["status"] == 200 and new["elapsed"] >= 1.5, new
+    assert new["status"] == 200 and new["started"] < ready_at < new["ended"], (new, ready_at)
 
 
 def test_a_different_uid_fails_clearly_and_renumbers_nothing(tmp_path):
