@@ -1,5 +1,7 @@
 """Verify the infrastructure roles on the lab nodes (testinfra, run by Molecule's verify step)."""
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -9,9 +11,6 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
-from tests.lab import probe  # noqa: E402  pylint: disable=wrong-import-position
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 ALL = RUNNER.get_hosts("all")
@@ -110,19 +109,152 @@ def test_postgresql_reachable_from_product_nodes_with_the_product_password():
     assert host(DB).run("grep -rl %s /etc/postgresql", password).rc == 1
 
 
+# ---- Load balancer ----------------------------------------------------------------------------------------------
+# Every request goes through HTTPS (TLS on, self-signed certificate checked against itself), made from inside the
+# load balancer with its python3 by CLIENT: it prints one JSON line (status, headers, body, start and end times on
+# the load balancer's clock). Plain HTTP only reaches connect's redirect port.
+CERT = "/etc/haproxy/certs/positops.pem"
+CLIENT = r"""
+import http.client, json, ssl, sys, time
+method, url, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+headers = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+scheme, _, rest = url.partition("://")
+hostport, _, path = rest.partition("/")
+host, _, port = hostport.partition(":")
+if scheme == "https":
+    context = ssl.create_default_context(cafile="%s")
+    connection = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+else:
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+started = time.time()
+try:
+    connection.request(method, "/" + path, body=b"x" if method in ("POST", "PUT") else None, headers=headers)
+    response = connection.getresponse()
+    result = {"status": response.status, "headers": dict((k.lower(), v) for k, v in response.getheaders()),
+              "body": response.read().decode("utf-8", "replace")}
+except Exception as error:
+    result = {"status": 0, "headers": {}, "body": repr(error)}
+result.update(started=started, ended=time.time())
+result["elapsed"] = round(result["ended"] - started, 3)
+print(json.dumps(result))
+""" % CERT
+MEASUREMENTS = {}
+
+
+def request(url, method="GET", timeout=30, headers=None):
+    """Make the request from the load balancer; return CLIENT's result."""
+    out = host(LB).check_output("python3 -c %s %s %s %s %s", CLIENT, method, url, str(timeout),
+                                json.dumps(headers or {}))
+    return json.loads(out)
+
+
+def request_in_background(name, url, method="GET", timeout=60, headers=None):
+    """Start the request on the load balancer without waiting; collect(name) gets its result."""
+    host(LB).check_output("rm -f /tmp/infra-%s.json; (python3 -c %s %s %s %s %s > /tmp/infra-%s.json 2>&1 &)",
+                          name, CLIENT, method, url, str(timeout), json.dumps(headers or {}), name)
+
+
+def collect(name, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = host(LB).run("cat /tmp/infra-%s.json", name).stdout.strip()
+        if out:
+            return json.loads(out)
+        time.sleep(0.2)
+    raise AssertionError("the request %s did not finish within %s s" % (name, timeout))
+
+
+def haproxy_commands(*commands):
+    """Send runtime API commands one after the other; return the load balancer's clock just before the first."""
+    script = ("import socket,sys,time; print(time.time())\n"
+              "for command in sys.argv[1:]:\n"
+              "    s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock')\n"
+              "    s.sendall(command.encode() + b'\\n'); reply = s.recv(65536).decode().strip()\n"
+              "    assert not reply, (command, reply)\n")
+    return float(host(LB).check_output("python3 -c %s" + " %s" * len(commands), script, *commands))
+
+
+def server_states(backend="connect"):
+    rows = [line.split(",") for line in haproxy_command("show stat").splitlines() if line and line[0] != "#"]
+    return {row[1]: row[17] for row in rows if row[0] == backend and row[1] not in ("FRONTEND", "BACKEND")}
+
+
+def wait_until_waiting(count, frontend="connect", timeout=20):
+    """Wait until `count` requests are open on the frontend (held: their client started, nothing answered yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [line.split(",") for line in haproxy_command("show stat").splitlines() if line and line[0] != "#"]
+        if [row for row in rows if row[0] == frontend and row[1] == "FRONTEND" and int(row[4] or 0) >= count]:
+            return
+        time.sleep(0.2)
+    raise AssertionError("%d request(s) were not waiting on %s within %s s" % (count, frontend, timeout))
+
+
+def hold_map():
+    return haproxy_command("show map /etc/haproxy/positops-hold.map").strip()
+
+
+def measure(key, value):
+    """Keep a number for the report (build/labs/<prefix>-infra-measurements.json)."""
+    MEASUREMENTS[key] = value
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "build", "labs",
+                        "%s-infra-measurements.json" % os.environ.get("POSITOPS_LAB", "infra"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(MEASUREMENTS, handle, indent=2, sort_keys=True)
+
+
+def lb_play(tasks):
+    """One play on the first product node whose tasks use the load balancer role's runtime entry points."""
+    return [{"hosts": PRODUCT_NODES[0], "gather_facts": False, "tasks": tasks}]
+
+
+def entry_point(name, **variables):
+    return {"name": "Load balancer entry point %s" % name,
+            "ansible.builtin.include_role": {"name": "positops.ha.load_balancer", "tasks_from": name},
+            "vars": variables}
+
+
+@pytest.fixture
+def all_servers_back():
+    """Every connect server ready and every hold off again after the test, whatever it did."""
+    yield
+    node1 = PRODUCT_NODES[0]
+    haproxy_command("del map /etc/haproxy/positops-hold.map connect")
+    for node in PRODUCT_NODES:
+        haproxy_command("set server connect/%s state ready" % node)
+    haproxy_command("set server connect/%s health up" % node1)
+    wait_for_statuses({("connect", node1): "UP"}, timeout=10)
+
+
 def test_haproxy_config_valid_and_checks_configured():
     lb = host(LB)
-    assert lb.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+    assert lb.run("haproxy -c -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/positops-secrets.cfg").rc == 0
     config = lb.file("/etc/haproxy/haproxy.cfg").content_string
     assert "option redispatch" in config and "retries 3" in config
     assert "default-server inter 1s fall 2 rise 2" in config
+    # Health paths from the products' records: the inventory only names the services.
     assert "http-check send meth GET uri /__ping__" in config
     assert "http-check send meth GET uri /health-check" in config
-    assert "cookie CONNECT_NODE insert indirect nocache" in config
+    assert "cookie CONNECT_NODE insert indirect nocache httponly secure" in config
+    assert "cookie WORKBENCH_NODE insert indirect nocache httponly secure" in config
+    assert "server-state-file /var/lib/haproxy/server-state" in config
     # The runtime API answers on its socket (HAProxy binds it under a temporary name, so ss does not list it).
     assert lb.file("/run/haproxy/admin.sock").is_socket
     assert "Name: HAProxy" in haproxy_command("show info")
     assert lb.service("haproxy").is_running
+
+
+def test_secrets_stay_out_of_the_configuration():
+    lb = host(LB)
+    password = lab_vars()["infra_lab_stats_password"]
+    assert password not in lb.file("/etc/haproxy/haproxy.cfg").content_string
+    secrets = lb.file("/etc/haproxy/positops-secrets.cfg")
+    assert (secrets.user, secrets.group, secrets.mode) == ("root", "haproxy", 0o640)
+    assert password in secrets.content_string
+    key = lb.file(CERT + ".key")
+    assert (key.user, key.mode) == ("root", 0o600)
+    assert "PRIVATE KEY" not in lb.file(CERT).content_string
 
 
 def wait_for_statuses(wanted, timeout=20):
@@ -146,18 +278,191 @@ def test_health_checks_take_nodes_in_and_out():
         assert statuses.get(key) == status, "%s/%s is %s, wanted %s" % (key[0], key[1], statuses.get(key), status)
 
 
-def test_sticky_cookie_and_drain_through_the_runtime_api():
+def test_https_with_forwarded_headers_and_a_secure_sticky_cookie():
     node1 = PRODUCT_NODES[0]
-    lb = host(LB)
-    headers = probe.parse(lb.run(probe.command("http://127.0.0.1:3939/__ping__")).stdout)[1]
-    assert headers.get("set-cookie", "").lower().startswith(("connect_node=%s" % node1).lower()), headers
-    # The playbooks drain a server by its inventory host name through the admin socket.
-    haproxy_command("set server connect/%s state drain" % node1)
+    # The client's own X-Forwarded-For is replaced by its real address.
+    answer = request("https://127.0.0.1:3939/echo", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert answer["status"] == 200, answer
+    seen = dict((key.lower(), value) for key, value in json.loads(answer["body"])["headers"].items())
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    cookie = answer["headers"]["set-cookie"]
+    assert cookie.lower().startswith(("connect_node=%s;" % node1).lower()) and "Secure" in cookie, cookie
+    # Workbench too (the port of its record); its health path is /health-check.
+    answer = request("https://127.0.0.1:8787/echo")
+    assert answer["status"] == 200 and answer["headers"]["set-cookie"].startswith("WORKBENCH_NODE="), answer
+
+
+def test_plain_http_is_redirected_to_https():
+    answer = request("http://127.0.0.1:3938/apps/x?y=1", headers={"Host": "connect.lab.example:3938"})
+    assert answer["status"] == 301, answer
+    assert answer["headers"]["location"] == "https://connect.lab.example:3939/apps/x?y=1"
+    # The TLS port does not speak plain HTTP.
+    assert request("http://127.0.0.1:3939/__ping__", timeout=5)["status"] != 200
+
+
+def test_stats_page_asks_for_the_password_and_listens_on_the_host_only():
+    password = lab_vars()["infra_lab_stats_password"]
+    assert request("http://127.0.0.1:8404/stats")["status"] == 401
+    auth = "Basic " + base64.b64encode(("admin:%s" % password).encode()).decode()
+    assert request("http://127.0.0.1:8404/stats", headers={"Authorization": auth})["status"] == 200
+    wrong = "Basic " + base64.b64encode(b"admin:wrong").decode()
+    assert request("http://127.0.0.1:8404/stats", headers={"Authorization": wrong})["status"] == 401
+    listening = host(LB).check_output("ss -Hltn")
+    assert "127.0.0.1:8404" in listening and "*:8404" not in listening and "0.0.0.0:8404" not in listening
+
+
+def test_a_connect_service_without_sticky_sessions_is_refused(tmp_path):
+    returncode, output = run_playbook(tmp_path, [{
+        "hosts": "load_balancer", "gather_facts": False,
+        "roles": [{"role": "positops.ha.load_balancer", "vars": {
+            "load_balancer_stats_port": 0,
+            "load_balancer_services": [{"name": "connect", "sticky": False, "servers": PRODUCT_NODES}]}}]}])
+    assert returncode != 0, output
+    assert "service connect sets sticky: false, but Posit Connect needs cookie-based sticky sessions" in output
+    assert "changed=0" in output
+
+
+def test_drain_has_a_deadline_and_reports_the_sessions_cut(tmp_path, all_servers_back):
+    node1 = PRODUCT_NODES[0]
+    # A slow download stays open on node1 (a Workbench IDE tab or a Shiny websocket would do the same).
+    request_in_background("slow", "https://127.0.0.1:3939/slow?seconds=120", timeout=150)
+    time.sleep(1.5)
+    returncode, output = run_playbook(tmp_path, lb_play([entry_point(
+        "server", load_balancer_server_backend="connect", load_balancer_server_state="drain",
+        load_balancer_server_drain_timeout=3)]))
+    assert returncode == 0, output
+    assert "%s: connect/%s still had 1 session(s) at the 3 s deadline, now MAINT, 1 session(s) cut when the node " \
+           "stops" % (LB, node1) in output, output
+    assert server_states()[node1] == "MAINT"
+    # Put back at once: the play has just seen the node healthy.
+    started = time.monotonic()
+    returncode, output = run_playbook(tmp_path, lb_play([entry_point(
+        "server", load_balancer_server_backend="connect", load_balancer_server_state="ready",
+        load_balancer_server_force_up=True)]))
+    assert returncode == 0, output
+    assert "%s: connect/%s back in the pool at once, now UP" % (LB, node1) in output, output
+    assert server_states()[node1] == "UP"
+    measure("ready_at_once_playbook_seconds", round(time.monotonic() - started, 1))
+    # The session the drain left open is still there; end it.
+    assert server_states()[node1] == "UP"
+    haproxy_command("shutdown sessions server connect/%s" % node1)
+    assert collect("slow", timeout=30)["status"] == 0
+
+
+def test_drain_of_an_idle_server_ends_at_once_and_unknown_names_are_listed(tmp_path, all_servers_back):
+    node1 = PRODUCT_NODES[0]
+    returncode, output = run_playbook(tmp_path, lb_play([
+        entry_point("server", load_balancer_server_backend="connect", load_balancer_server_state="drain",
+                    load_balancer_server_drain_timeout=30),
+        entry_point("status", load_balancer_status_backends=["connect"]),
+        entry_point("server", load_balancer_server_backend="connect", load_balancer_server_name="node9",
+                    load_balancer_server_state="maint")]))
+    assert returncode != 0, output
+    assert re.search(r"%s: connect/%s drained in [0-9.]+ s, now MAINT" % (LB, node1), output), output
+    assert "%s connect: %s MAINT (0 sessions)" % (LB, node1) in output, output
+    assert "hold off" in output
+    assert "Backend 'connect' has no server 'node9'. Its servers: %s." % ", ".join(PRODUCT_NODES) in output, output
+
+
+def test_server_states_survive_a_reload(all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    haproxy_command("set server connect/%s state maint" % node2)
+    haproxy_command("set server workbench/%s state drain" % node1)
     try:
-        assert wait_for_statuses({("connect", node1): "DRAIN"}, timeout=5)[("connect", node1)] == "DRAIN"
+        host(LB).check_output("systemctl reload haproxy")
+        time.sleep(2)
+        assert server_states("connect")[node2] == "MAINT"
+        assert server_states("workbench")[node1] == "DRAIN"
     finally:
-        haproxy_command("set server connect/%s state ready" % node1)
-    assert wait_for_statuses({("connect", node1): "UP"}, timeout=10)[("connect", node1)] == "UP"
+        haproxy_command("set server workbench/%s state ready" % node1)
+    assert "server states saved" in host(LB).check_output("journalctl -u haproxy --no-pager -n 50")
+
+
+# ---- The hold (docs/upgrades.md) ----------------------------------------------------------------------------------
+def test_hold_keeps_a_get_until_a_server_is_back_and_refuses_a_post(tmp_path, all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    returncode, output = run_playbook(tmp_path, lb_play([entry_point(
+        "hold", load_balancer_hold_state="on", load_balancer_hold_backends=["connect"],
+        load_balancer_hold_expires=600)]))
+    assert returncode == 0, output
+    assert re.match(r"0x[0-9a-f]+ connect \d+$", hold_map()), hold_map()
+    haproxy_commands("set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
+    request_in_background("held", "https://127.0.0.1:3939/echo")
+    request_in_background("held-head", "https://127.0.0.1:3939/echo", method="HEAD")
+    # Not safe to replay: 503 with Retry-After at once.
+    post = request("https://127.0.0.1:3939/echo", method="POST")
+    assert post["status"] == 503 and post["headers"]["retry-after"] == "10", post
+    assert "is being upgraded" in post["body"] and post["elapsed"] < 1.0, post
+    wait_until_waiting(2)
+    time.sleep(2)
+    ready_at = haproxy_commands("set server connect/%s health up" % node1, "set server connect/%s state ready" % node1)
+    held, head = collect("held"), collect("held-head")
+    assert held["status"] == 200 and json.loads(held["body"])["node"] == host(node1).check_output("hostname"), held
+    assert head["status"] == 200, head
+    # Both were waiting when the node came back, and were answered right after.
+    released_after = round(held["ended"] - ready_at, 3)
+    assert held["started"] < ready_at < held["ended"] and released_after < 1.0, (held, ready_at)
+    assert head["started"] < ready_at < head["ended"], (head, ready_at)
+    measure("hold_get_held_seconds", held["elapsed"])
+    measure("hold_release_after_ready_seconds", released_after)
+    measure("hold_post_refused_seconds", post["elapsed"])
+    returncode, output = run_playbook(tmp_path, lb_play([entry_point("hold", load_balancer_hold_state="off")]))
+    assert returncode == 0, output
+    assert hold_map() == ""
+
+
+def test_hold_runs_out_with_503_and_retry_after(all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    haproxy_commands("add map /etc/haproxy/positops-hold.map connect %d" % (time.time() + 600),
+                     "set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
+    answer = request("https://127.0.0.1:3939/echo", timeout=30)
+    assert answer["status"] == 503 and answer["headers"]["retry-after"] == "10", answer
+    assert "no node came back within 8 seconds" in answer["body"]
+    assert 8 <= answer["elapsed"] < 10, answer
+    measure("hold_timeout_seconds", answer["elapsed"])
+
+
+def test_without_the_hold_every_server_down_gives_503_at_once(all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    assert hold_map() == ""
+    # Every node stopped by hand (here: out of the pool by hand): no hold, HAProxy's own 503 at once.
+    haproxy_commands("set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
+    answer = request("https://127.0.0.1:3939/echo")
+    assert answer["status"] == 503 and answer["elapsed"] < 1.0 and "retry-after" not in answer["headers"], answer
+    measure("no_hold_503_seconds", answer["elapsed"])
+
+
+def test_a_switch_runs_out_by_itself_and_a_reload_turns_it_off(all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    haproxy_commands("add map /etc/haproxy/positops-hold.map connect %d" % (time.time() + 2),
+                     "set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
+    time.sleep(3)
+    answer = request("https://127.0.0.1:3939/echo")
+    assert answer["status"] == 503 and answer["elapsed"] < 1.0, answer
+    haproxy_commands("set map /etc/haproxy/positops-hold.map connect %d" % (time.time() + 600))
+    host(LB).check_output("systemctl reload haproxy")
+    time.sleep(2)
+    assert hold_map() == ""
+    # The maintenance states came back from the state file, the switch did not.
+    assert server_states()[node1] == "MAINT"
+    answer = request("https://127.0.0.1:3939/echo")
+    assert answer["status"] == 503 and answer["elapsed"] < 1.0, answer
+
+
+def test_hold_lets_sticky_requests_reach_a_draining_server(all_servers_back):
+    node1, node2 = PRODUCT_NODES[:2]
+    haproxy_commands("add map /etc/haproxy/positops-hold.map connect %d" % (time.time() + 600),
+                     "set server connect/%s state drain" % node1, "set server connect/%s state maint" % node2)
+    # A user with a session on node1 still reaches it while it drains; a new visitor is held.
+    sticky = request("https://127.0.0.1:3939/echo", headers={"Cookie": "CONNECT_NODE=%s" % node1})
+    assert sticky["status"] == 200 and sticky["elapsed"] < 1.0, sticky
+    request_in_background("new", "https://127.0.0.1:3939/echo")
+    wait_until_waiting(1)
+    time.sleep(1)
+    ready_at = haproxy_commands("set server connect/%s state ready" % node1)
+    new = collect("new")
+    assert new["status"] == 200 and new["started"] < ready_at < new["ended"], (new, ready_at)
 
 
 def test_a_different_uid_fails_clearly_and_renumbers_nothing(tmp_path):
