@@ -2,8 +2,8 @@
 
 ``run_playbook(tasks, extra_vars=None, facts=None)`` writes a one-play playbook with ``tasks``, runs it with this
 Python's ansible-playbook and returns the CompletedProcess (stdout holds the JSON callback's output, parsed into
-``result.json``). ``facts`` are served from a JSON fact cache, so a task sees them as the host's gathered facts
-without gathering. The collection is found through a temporary ``ansible_collections/positops/ha`` link to this
+``result.json``). ``facts`` are set first by a small module returning them as ``ansible_facts``, so the tasks see them
+as the host's gathered facts (the way a platform other than this machine's is simulated). The collection is found through a temporary ``ansible_collections/positops/ha`` link to this
 copy of it, under plain pytest and under ``ansible-test units`` alike.
 """
 
@@ -16,6 +16,12 @@ import sys
 import pytest
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[3]
+FACTS_MODULE = """#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+
+module = AnsibleModule(argument_spec={"facts": {"type": "dict", "required": True}})
+module.exit_json(changed=False, ansible_facts=module.params["facts"])
+"""
 
 
 @pytest.fixture
@@ -25,6 +31,11 @@ def run_playbook(tmp_path):
     link.symlink_to(COLLECTION)
 
     def run(tasks, extra_vars=None, facts=None, verbosity=0):
+        if facts is not None:
+            library = tmp_path / "library"
+            library.mkdir(exist_ok=True)
+            (library / "positops_test_facts.py").write_text(FACTS_MODULE)
+            tasks = [{"name": "Set the simulated facts", "positops_test_facts": {"facts": facts}}] + list(tasks)
         play = {"hosts": "localhost", "gather_facts": False, "tasks": tasks}
         playbook = tmp_path / "playbook.yml"
         playbook.write_text(json.dumps([play]))
@@ -37,12 +48,6 @@ def run_playbook(tmp_path):
             "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
             "ANSIBLE_HOME": str(tmp_path / "home"),
         })
-        if facts is not None:
-            cache = tmp_path / "facts"
-            cache.mkdir(exist_ok=True)
-            (cache / "localhost").write_text(json.dumps(facts))
-            env.update({"ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
-                        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache), "ANSIBLE_GATHERING": "smart"})
         args = [sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
                 "-e", "ansible_python_interpreter=%s" % sys.executable, str(playbook)]
         if extra_vars:
