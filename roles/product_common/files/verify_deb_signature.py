@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: positops.ha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -107,9 +106,9 @@ def verify(package, key_text, gpgv="gpgv"):
                 signers.append({"member": name, "fingerprint": fingerprints[0]})
     if problems:
         return {"failed": True, "msg": "%s: bad signature: %s" % (os.path.basename(package), "; ".join(problems))}
+    fingerprints = ", ".join(signer["fingerprint"] for signer in signers)
     return {"failed": False, "signed_by": signers,
-            "msg": "%s: good signature by %s" % (os.path.basename(package),
-                                                ", ".join(signer["fingerprint"] for signer in signers))}
+            "msg": "%s: good signature by %s" % (os.path.basename(package), fingerprints)}
 
 
 def main(argv):

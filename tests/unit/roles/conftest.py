@@ -3,8 +3,9 @@
 ``run_playbook(tasks, extra_vars=None, facts=None)`` writes a one-play playbook with ``tasks``, runs it with this
 Python's ansible-playbook and returns the CompletedProcess (stdout holds the JSON callback's output, parsed into
 ``result.json``). ``facts`` are set first by a small module returning them as ``ansible_facts``, so the tasks see them
-as the host's gathered facts (the way a platform other than this machine's is simulated). The collection is found through a temporary ``ansible_collections/positops/ha`` link to this
-copy of it, under plain pytest and under ``ansible-test units`` alike.
+as the host's gathered facts (the way a platform other than this machine's is simulated). The collection is found
+through a temporary ``ansible_collections/positops/ha`` link to this copy of it, under plain pytest and under
+``ansible-test units`` alike.
 """
 
 import json

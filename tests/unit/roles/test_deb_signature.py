@@ -53,12 +53,13 @@ def keys(tmp_path_factory):
 MEMBERS = [("debian-binary", b"2.0\n"), ("control.tar.gz", b"control" * 50), ("data.tar.xz", b"data" * 999)]
 
 
-def signed_deb(path, key, members=MEMBERS, listed=None, role="builder"):
+def signed_deb(path, key, members=None, listed=None, role="builder"):
+    members = MEMBERS if members is None else members
     listed = members if listed is None else listed
     digests = "Version: 4\nSigner: \nDate: Thu Jan  1 00:00:00 2026\nRole: %s\nFiles: \n" % role
     for name, content in listed:
-        digests += "\t%s %s %d %s\n" % (hashlib.md5(content).hexdigest(), hashlib.sha1(content).hexdigest(),
-                                         len(content), name)
+        md5, sha1 = hashlib.md5(content).hexdigest(), hashlib.sha1(content).hexdigest()
+        digests += "\t%s %s %d %s\n" % (md5, sha1, len(content), name)
     signature = gpg(key["home"], "--clearsign", input=digests.encode()).stdout
     path.write_bytes(ar_bytes(list(members) + [("_gpg" + role, signature)]))
     return path
@@ -136,7 +137,7 @@ def test_a_deb_built_by_dpkg_deb_verifies(tmp_path, keys):
     deb = tmp_path / "built.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], capture_output=True, check=True)
     members = load_verifier().ar_members(str(deb))
-    assert [name for name, _ in members][0] == "debian-binary"
+    assert members[0][0] == "debian-binary"
     package = signed_deb(tmp_path / "signed.deb", keys["vendor"], members=members)
     rc, result = run(package, keys["vendor"]["public"], tmp_path)
     assert rc == 0, result
