@@ -43,7 +43,10 @@ def keep(_lab):
 @pytest.fixture(scope="module")
 def on_premises(node_image, debs):
     lab = Lab("%s-onprem" % BASE)
-    lab.destroy()
+    # POSITOPS_REUSE_LAB=1 runs again on the containers a kept lab (POSITOPS_KEEP_LAB=1) left.
+    reuse = bool(os.environ.get("POSITOPS_REUSE_LAB")) and lab.node("pm1").exec("true", check=False).returncode == 0
+    if not reuse:
+        lab.destroy()
     example = ExampleLab(lab, "on_premises", secrets={
         "vault_package_manager_db_password": DB_PASSWORD,
         "vault_connect_db_password": DB_PASSWORD,
@@ -56,7 +59,8 @@ def on_premises(node_image, debs):
         "connect": {"nfs-rstudio-connect": "/srv/shared/rstudio-connect"},
         "workbench": {"nfs-home": "/home", "nfs-rstudio-server": "/srv/shared/rstudio-server"},
     })
-    example.start()
+    if not reuse:
+        example.start()
     lab_vars = with_url_secrets(example.package_vars(ON_PREMISES_VERSIONS))
     lab_vars.update({"shared_storage_mount_state": "present", "postgresql_client_addresses": [example.subnet()]})
     example.write_inventory(lab_vars)
