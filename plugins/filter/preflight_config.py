@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: preflight_config
 short_description: A node's configuration files as comparable entries, every secret value masked
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Parses configuration files (INI, gcfg, C(key=value); a line of another format is kept whole) or a planned
     configuration (a mapping C({Section: {Key: value}}) or C({key: value})) into sorted C(file:Section.Key = value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: preflight_key_source
 short_description: Choose where the shared key every node of a cluster receives comes from
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The key every node receives is the cluster's - the one given in the inventory (vault), or else the one held by
     the nodes that hold a key, when they all agree. A node's package can make a new key when it is installed (Package

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: preflight_problems
 short_description: Judge whether a Posit product's cluster is fit, from what pre-flight read on each node
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The verdicts of the collection's pre-flight checks, one Python function per checklist item (clock offset, time
     sync, version mix, UID/GID, configuration drift minus the documented per-node keys, inventory drift, shared key

@@ -804,8 +804,8 @@ def check_locktest(readings, record):
         if run.get("error") or (seen["advisory"] is None and seen["link-based"] is None):
             result.append(finding(node, "lock test", "the locktester did not run in %s (%s)." % (
                 directory, (run.get("error") or run.get("output") or "no output").strip()),
-                "check that %s is the same shared directory on every node and writable by root, then re-run."
-                % directory))
+                "make workbench_preflight_locktest_dir a directory on the shared home storage, the same one on every "
+                "node and writable by root, then re-run."))
             continue
         for kind in ("advisory", "link-based"):
             if held[kind] and seen[kind]:
@@ -893,6 +893,15 @@ def check_time_sync(readings, max_offset):
     upstream source) and chronyd serves that reference. Without chrony, ``timedatectl``'s NTPSynchronized=yes.
     """
     result = []
+
+    def serves_itself(state):
+        sources = parse_chrony_sources(state.get("sources"))
+        tracking = parse_chrony_tracking(state.get("tracking"))
+        return bool(state.get("installed") and state.get("active") and _text(state.get("local_stratum")).strip()
+                    and not sources and tracking and tracking["reference_id"] == CHRONY_LOCAL_REFERENCE
+                    and tracking["leap"] != "Not synchronised")
+
+    references = [node for node in _nodes(readings) if serves_itself(_get(readings[node], "time_sync") or {})]
     for node in _nodes(readings):
         state = _get(readings[node], "time_sync")
         if not state:
@@ -905,8 +914,8 @@ def check_time_sync(readings, max_offset):
             if state.get("timedatectl") == "yes":
                 continue
             if managed:
-                result.append(finding(node, "time sync", "the time sync check does not apply yet on %s: chrony is "
-                                      "not installed (node_base installs it)." % node, level="skipped"))
+                result.append(finding(node, "time sync", "the time sync check does not apply yet: chrony is not "
+                                      "installed (node_base installs it).", level="skipped"))
             else:
                 result.append(finding(node, "time sync", "neither chrony nor systemd-timesyncd reports a "
                                       "synchronised clock (timedatectl NTPSynchronized=%s)."
@@ -933,9 +942,16 @@ def check_time_sync(readings, max_offset):
                     "synchronise the host's clock (the containers share its kernel clock)." if x_mode else
                     "step the clock now with `chronyc makestep` on %s, then find why it drifted." % node))
             continue
-        local = _text(state.get("local_stratum")).strip()
-        if local and not sources and tracking and tracking["reference_id"] == CHRONY_LOCAL_REFERENCE and \
-                tracking["leap"] != "Not synchronised":
+        if node in references and len(references) == 1:
+            continue
+        if node in references:
+            result.append(finding(
+                node, "time sync", "chronyd serves only this node's own clock (local stratum %s, no upstream source), "
+                "and so do %s: the nodes follow no common time source." % (
+                    _text(state.get("local_stratum")).strip(), ", ".join(other for other in references if other != node)),
+                "declare one node the cluster's time reference (node_base_ntp_local_stratum, node_base_ntp_allow) and "
+                "point the others at it with node_base_ntp_servers, or give every node NTP servers it reaches; then "
+                + (site_fix if managed else "restart chrony."), level=level))
             continue
         seen = ", ".join("%s (state %s, reach %s)" % (s["address"], s["state"], s["reach"]) for s in sources)
         result.append(finding(

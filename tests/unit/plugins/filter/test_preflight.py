@@ -602,6 +602,14 @@ def test_time_sync_good(state):
     assert pf.check_time_sync(sync(**state), 1.0) == []
 
 
+def test_time_sync_several_nodes_serving_their_own_clock_follow_no_common_source():
+    alone = sync(sources="", tracking=TRACKING_LOCAL, local_stratum="10")["n1"]
+    found = pf.check_time_sync({"n1": alone, "n2": copy.deepcopy(alone), "n3": sync()["n1"]}, 1.0)
+    assert [(f["node"], f["level"]) for f in found] == [("n1", "repair"), ("n2", "repair")]
+    assert "and so do n2: the nodes follow no common time source" in found[0]["problem"]
+    assert pf.check_time_sync({"n1": alone, "n3": sync()["n1"]}, 1.0) == []
+
+
 @pytest.mark.parametrize("state, level, text", [
     ({"installed": False}, "skipped", "chrony is not installed"),
     ({"installed": False, "managed": False, "timedatectl": "no"}, "stop", "NTPSynchronized=no"),
