@@ -10,8 +10,8 @@ short_description: A node's configuration files as comparable entries, every sec
 version_added: 0.1.0
 description:
   - Parses configuration files (INI, gcfg, C(key=value); a line of another format is kept whole) or a planned
-    configuration (a mapping C({Section: {Key: value}}) or C({key: value})) into sorted C(file:Section.Key = value)
-    entries, as the pre-flight drift checks compare them.
+    configuration (a mapping of sections to keys and values, or of keys to values) into sorted
+    C(file:Section.Key = value) entries, as the pre-flight drift checks compare them.
   - A value is masked (replaced by C(<secret sha256:...>), a short hash, so that two nodes can still be compared) when
     its key or file name contains C(password), C(passwd), C(secret), C(token) or C(key), or matches one of
     O(secret_keys). Inside any other value, the password of a C(scheme://user:password@host) URL and

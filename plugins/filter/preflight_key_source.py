@@ -68,9 +68,9 @@ _value:
       sample: /var/lib/rstudio-pm/rstudio-pm.key
     source:
       description:
-        - V(given) (the inventory's key), V(node) (copy it from RV(_value.node)), V(new) (no node holds a key: make
-          one), V(conflict) (the nodes disagree and none is given) or V(unknown) (no node read holds one, but nodes
-          of the group were not read).
+        - V(given) (the inventory's key), V(node) (copy it from RV(_value.node)), V(new) (no node holds a key, so
+          one is made), V(conflict) (the nodes disagree and none is given) or V(unknown) (no node read holds one,
+          but nodes of the group were not read).
       type: str
       sample: node
     node:

@@ -16,8 +16,8 @@ description:
   - Each finding names the node (empty for the whole cluster), the check, the problem and the fix, and has a level
     C(stop) (the cluster is unfit), C(repair) (C(site.yml) repairs it itself), C(warn) (only reported) or
     C(skipped) (the check does not apply yet, with the reason).
-  - Secret configuration values never reach the result: they are masked before (see P(positops.ha.preflight_config#filter)).
-    Key material never enters: only fingerprints.
+  - Secret configuration values never reach the result, since they are masked before (see
+    P(positops.ha.preflight_config#filter)). Key material never enters, only fingerprints.
   - The role C(positops.ha.product_common) gathers the readings (entry points C(preflight) and C(preflight_clock))
     and only prints the result; C(docs/preflight.md) describes every reading.
 options:
@@ -43,7 +43,7 @@ options:
     default: product
   site_repairs:
     description:
-      - V(true) when the caller goes on to repair what site.yml repairs (C(site.yml) itself): findings of level
+      - V(true) when the caller goes on to repair what site.yml repairs (C(site.yml) itself). Findings of level
         C(repair) are then reported, not stopping. V(false) (C(preflight.yml), the upgrades) stops on them.
     type: bool
     default: false

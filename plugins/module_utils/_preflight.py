@@ -257,8 +257,8 @@ def check_version_mix(readings, record):
             % (record["package"], version, count, len(versions), reference, record.get("version", "")),
             "bring every node to one version, the newest the nodes run (%s): run the rolling upgrade to it, which "
             "resumes an interrupted one (ansible-playbook positops.ha.rolling_upgrade -e rolling_upgrade_product=%s "
-            "-e %s=%s), then keep %s: %s in the inventory." % (newest, record["name"], record["version_var"], newest,
-                                                                record["version_var"], newest)))
+            "-e %s=%s), then keep %s: %s in the inventory."
+            % (newest, record["name"], record["version_var"], newest, record["version_var"], newest)))
     return result
 
 
@@ -293,8 +293,8 @@ def check_accounts(readings, record, declared=()):
                 % (user, mine[0] or "-", mine[1] or "-", group, mine[2] or "-", reference[0], reference[1], source),
                 "stop %s, renumber with usermod -u %s %s and groupmod -g %s %s, chown the files that carried the "
                 "old IDs (find / -xdev -uid %s -exec chown -h %s {} +), then re-run playbooks/site.yml (node_base "
-                "never renumbers)." % (record["service"], reference[0], user, reference[1], group, mine[0] or "?",
-                                        reference[0])))
+                "never renumbers)."
+                % (record["service"], reference[0], user, reference[1], group, mine[0] or "?", reference[0])))
     return result
 
 
@@ -341,10 +341,10 @@ def check_config_drift(readings, record):
             parts.append("files only here: %s" % ", ".join(files_here))
         if files_missing:
             parts.append("files missing here: %s" % ", ".join(files_missing))
-        parts.append("only here: %s" % ("; ".join(_entry_line(e) for e in only_here if e[0].split(":", 1)[0]
-                                                   not in files_here) or "nothing"))
-        parts.append("missing here: %s" % ("; ".join(_entry_line(e) for e in missing if e[0].split(":", 1)[0]
-                                                      not in files_missing) or "nothing"))
+        extra = [_entry_line(e) for e in only_here if e[0].split(":", 1)[0] not in files_here]
+        lacking = [_entry_line(e) for e in missing if e[0].split(":", 1)[0] not in files_missing]
+        parts.append("only here: %s" % ("; ".join(extra) or "nothing"))
+        parts.append("missing here: %s" % ("; ".join(lacking) or "nothing"))
         problem = "the configuration in %s differs from %s (like %d of %d nodes): %s." % (
             record.get("config_dir", "the configuration directory"), reference_node, count, len(states),
             "; ".join(parts))
@@ -437,8 +437,8 @@ def key_source_problem(key, decision, record=None):
     var = key.get("var") or "the key's variable"
     if decision["source"] == "conflict":
         return ("the nodes hold different %ss in %s (fingerprints: %s) and the inventory gives none (%s), so no "
-                "node's copy can be trusted as the cluster's." % (key.get("name", "key"), key["path"],
-                                                                   _fingerprint_list(decision["fingerprints"]), var),
+                "node's copy can be trusted as the cluster's."
+                % (key.get("name", "key"), key["path"], _fingerprint_list(decision["fingerprints"]), var),
                 "find the key the cluster's data was made with (a node whose package was just reinstalled holds a "
                 "new one), put it in %s (Ansible Vault, e.g. ssh NODE sudo cat %s | ansible-vault encrypt_string "
                 "--stdin-name %s), then run playbooks/site.yml, which writes it on every node."
@@ -463,8 +463,8 @@ def check_keys(readings, record, group_hosts=None):
         for node, state in states:
             if state.get("exists") and state.get("mode") != key["mode"]:
                 result.append(finding(
-                    node, "key mode", "%s %s has mode %s, expected %s." % (key["name"], path, state.get("mode"),
-                                                                            key["mode"]),
+                    node, "key mode", "%s %s has mode %s, expected %s." % (
+                        key["name"], path, state.get("mode"), key["mode"]),
                     "run playbooks/site.yml, which sets it (or chmod %s %s)." % (key["mode"], path),
                     level="repair"))
         holders = dict((node, state.get("fingerprint") or "") for node, state in states)
@@ -551,6 +551,11 @@ def check_database(readings, record):
 
 # ---- mounts ----------------------------------------------------------------------------------------------------
 
+def _unescape(field):
+    """A /proc/mounts or fstab field with its octal escapes (``\\040`` for a space) decoded."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
 def _parse_mount_table(text):
     """``/proc/mounts`` or ``/etc/fstab`` lines as ``[{source, target, fstype}]`` (octal escapes decoded)."""
     table = []
@@ -558,8 +563,7 @@ def _parse_mount_table(text):
         fields = line.split()
         if len(fields) < 3 or fields[0].startswith("#"):
             continue
-        decode = lambda field: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)  # noqa: E731
-        table.append({"source": decode(fields[0]), "target": decode(fields[1]), "fstype": fields[2]})
+        table.append({"source": _unescape(fields[0]), "target": _unescape(fields[1]), "fstype": fields[2]})
     return table
 
 
@@ -780,8 +784,8 @@ def check_locktest(readings, record):
     runs = [(node, run) for node, run in runs if run]
     skipped = [run.get("skipped") for unused, run in runs if run.get("skipped")]
     if not runs or skipped:
-        return [finding("", "lock test", "the lock test did not run: %s." % (skipped[0] if skipped else
-                                                                              "nothing was read"), level="skipped")]
+        reason = skipped[0] if skipped else "nothing was read"
+        return [finding("", "lock test", "the lock test did not run: %s." % reason, level="skipped")]
     directory = spec.get("dir", "")
     var = _get(record, "preflight", "lock_type", "var") or "workbench_lock_type"
     holders = [(node, run) for node, run in runs if run.get("role") == "holder"]

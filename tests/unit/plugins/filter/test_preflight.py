@@ -30,6 +30,7 @@ ansible_internal.is_controller = _WAS_CONTROLLER
 def _controller(monkeypatch):
     monkeypatch.setattr(ansible_internal, "is_controller", True)
 
+
 PM_KEY = "/var/lib/rstudio-pm/rstudio-pm.key"
 KEY_A = hashlib.sha256(b"cluster-key-a").hexdigest()
 KEY_B = hashlib.sha256(b"fresh-key-b").hexdigest()
@@ -81,8 +82,8 @@ def gcfg(host, extra=""):
             "URL = postgres://rstudio_pm:s3cr3t-Pw@db:5432/rstudio_pm\n%s" % (host, extra))
 
 
-def config(files, record=PM, settings=None):
-    return pf.config_entries(files, record["secret_keys"], settings or {})
+def config(files, record=None, settings=None):
+    return pf.config_entries(files, (record or PM)["secret_keys"], settings or {})
 
 
 def readings(nodes=NODES, **per_node):
@@ -97,9 +98,10 @@ def readings(nodes=NODES, **per_node):
             "dirs": {"/srv/shared/rstudio-pm": "inode 12, entries abcd"},
             "mounts": LOCAL_MOUNTS,
             "database": {"checked": True, "available": True, "error": ""},
-            "planned": {"config": config({"rstudio-pm.gcfg": {"Server": {"DataDir": "/srv/shared/rstudio-pm",
-                                                                          "HostName": node}}}),
-                        "settings": {}, "mounts": [], "storage_type": "nfs"},
+            "planned": {
+                "config": config({"rstudio-pm.gcfg": {"Server": {"DataDir": "/srv/shared/rstudio-pm", "HostName": node}}}),
+                "settings": {}, "mounts": [], "storage_type": "nfs",
+            },
         }
         for key, value in per_node.items():
             reading[key] = value(node, index) if callable(value) else copy.deepcopy(value)
@@ -219,8 +221,8 @@ def test_config_drift_good_and_per_node_keys_left_out():
 
 
 def test_config_drift_in_a_file_site_writes_is_repaired_by_site():
-    drifted = readings(config=lambda n, i: config({"rstudio-pm.gcfg": gcfg(n, "[SMTP]\nPassword = hunter2\n"
-                                                                             if n == "n3" else "")}))
+    smtp = "[SMTP]\nPassword = hunter2\n"
+    drifted = readings(config=lambda n, i: config({"rstudio-pm.gcfg": gcfg(n, smtp if n == "n3" else "")}))
     found = pf.check_config_drift(drifted, PM)
     assert [(f["node"], f["check"], f["level"]) for f in found] == [("n3", "config drift", "repair")]
     assert "only here: rstudio-pm.gcfg:SMTP.Password = <secret sha256:" in found[0]["problem"]
@@ -389,7 +391,7 @@ CONNECT_SETTINGS = {"metrics_data_path": "rstudio-connect.gcfg:Metrics.DataPath"
 
 
 def connect_readings(metrics=None, planned_metrics="/var/lib/rstudio-connect/metrics", concurrency="2",
-                     planned_concurrency="2", mounts=LOCAL_MOUNTS):
+                     planned_concurrency="2", mounts=None):
     def current(node, index):
         text = "[Server]\nDataDir = /srv/shared/rstudio-connect\n[Applications]\nScheduleConcurrency = %s\n" % (
             concurrency(node) if callable(concurrency) else concurrency)
@@ -404,7 +406,7 @@ def connect_readings(metrics=None, planned_metrics="/var/lib/rstudio-connect/met
                              planned_metrics, "data_dir": "/srv/shared/rstudio-connect",
                              "schedule_concurrency": planned_concurrency(node) if callable(planned_concurrency)
                              else planned_concurrency}}
-    return readings(config=current, planned=planned, mounts=mounts)
+    return readings(config=current, planned=planned, mounts=mounts or LOCAL_MOUNTS)
 
 
 def test_metrics_path_good_local_per_node():
@@ -455,7 +457,7 @@ def test_schedule_concurrency_good_and_zero_everywhere_warns():
 # ---- Workbench -------------------------------------------------------------------------------------------------------
 
 def wb_readings(planned_lock="linkbased", current_lock="linkbased", planned_mounts=(), storage_type="nfs",
-                mounts=LOCAL_MOUNTS, locktest=None):
+                mounts=None, locktest=None):
     def current(node, index):
         return pf.config_entries({"file-locks": "lock-type=%s\n" % current_lock}, WORKBENCH["secret_keys"],
                                  {"lock_type": "file-locks:lock-type"})
@@ -463,7 +465,7 @@ def wb_readings(planned_lock="linkbased", current_lock="linkbased", planned_moun
     def planned(node, index):
         return {"config": None, "settings": {"lock_type": planned_lock}, "mounts": list(planned_mounts),
                 "storage_type": storage_type}
-    return readings(config=current, planned=planned, mounts=mounts,
+    return readings(config=current, planned=planned, mounts=mounts or LOCAL_MOUNTS,
                     locktest=locktest or (lambda n, i: None))
 
 
@@ -669,8 +671,11 @@ def test_judge_runs_every_product_check(monkeypatch):
                  "check_shared_storage", "check_database", "check_metrics_path", "check_schedule_concurrency",
                  "check_lock_type", "check_locktest"):
         original = getattr(pf, name)
-        monkeypatch.setattr(pf, name, lambda *args, _n=name, _o=original, **kwargs: called.append(_n) or _o(*args,
-                                                                                                           **kwargs))
+
+        def spy(*args, _n=name, _o=original, **kwargs):
+            called.append(_n)
+            return _o(*args, **kwargs)
+        monkeypatch.setattr(pf, name, spy)
     pf.judge(readings(), PM)
     assert len(set(called)) == 11, called
 
