@@ -56,7 +56,7 @@ PRODUCTS = {
         "sticky_cookie": "WORKBENCH_NODE",
         "config_files": ["/etc/rstudio/rserver.conf", "/etc/rstudio/load-balancer", "/etc/rstudio/file-locks",
                          "/etc/rstudio/database.conf"],
-        "node_keys": ["www-host-name", "www-address"],
+        "node_keys": ["www-host-name", "www-address", "www-port"],
         "keys": ["/etc/rstudio/secure-cookie-key", "/etc/rstudio/launcher.pem"],
         "shared_dir": "/srv/shared/rstudio-server/shared-storage",
     },
