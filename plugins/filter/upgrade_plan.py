@@ -19,8 +19,8 @@ description:
   - Decides which nodes a rolling upgrade takes out, upgrades and brings back in each step, following the product's
     documented procedure (the upgrade traits of its record), and whether the run must be refused.
   - "Steps: V(early) (the first nodes out of service and upgraded, or for Connect and Workbench unpacked, while the
-    other nodes serve), V(stop) (out of service together; no node serves afterwards), V(first) (upgraded first and back; the schema migrates), V(rest)
-    (upgraded after the schema moved, RV(_value.rest_serial) at a time)."
+    other nodes serve), V(stop) (out of service together; no node serves afterwards), V(first) (upgraded first
+    and back; the schema migrates), V(rest) (upgraded after the schema moved, RV(_value.rest_serial) at a time)."
   - A node already on the target version that serves is done. A node on the target version that does not serve yet
     (an earlier run stopped after installing it, or it is still migrating) comes back first and is never stopped
     again. Once any node serves the target version the schema has moved, so every other node goes to V(rest).
@@ -31,15 +31,16 @@ description:
 options:
   _input:
     description:
-      - The play's nodes, C({host: state}). Each state has C(dpkg) (the output of C(dpkg-query --show
+      - "The play's nodes, C({host: state}). Each state has C(dpkg) (the output of C(dpkg-query --show
         --showformat='${db:Status-Status}|${Version}|${db:Status-Eflag}') or empty when the package is unknown),
         C(active) (the service runs), C(healthy) (the health endpoint answered 200), and for products with a node
-        command line C(node_name) (the node's name in the cluster's own list).
+        command line C(node_name) (the node's name in the cluster's own list)."
     type: dict
     required: true
   record:
-    description: The product record (C(<product>_record) of the product role): C(name), C(label), C(node_cli) and
-      C(upgrade.early_batch), C(upgrade.stops_for_upgrade), C(upgrade.outage_lb).
+    description:
+      - The product record (C(<product>_record) of the product role), with C(name), C(label), C(node_cli) and
+        C(upgrade.early_batch), C(upgrade.stops_for_upgrade), C(upgrade.outage_lb).
     type: dict
     required: true
   target:
@@ -91,7 +92,7 @@ _value:
       type: list
       elements: str
     steps:
-      description: C({early, stop, first, rest}), each a list of hosts.
+      description: "C({early, stop, first, rest}), each a list of hosts."
       type: dict
     keep_running:
       description: Nodes on the target version whose service runs but does not serve yet (starting or migrating);
@@ -110,9 +111,10 @@ _value:
         was left half-installed); the playbook then skips the pre-flight checks, which ran before that run.
       type: bool
     early_action:
-      description: What the V(early) step does after taking its nodes out of service, V(install) (Package Manager:
-        the new version starts offline) or V(unpack) (products that stop for an upgrade; the package is unpacked
-        and configured, which starts it, in the V(first) step once every other node stopped).
+      description:
+        - What the V(early) step does after taking its nodes out of service, V(install) (Package Manager, whose new
+          version starts offline) or V(unpack) (products that stop for an upgrade; the package is unpacked and
+          configured, which starts it, in the V(first) step once every other node stopped).
       type: str
     hold_step:
       description: The step that takes the last serving node out (V(stop), or V(early) for a single node), where the
@@ -307,7 +309,10 @@ def summary(result, record, target):
     if not result["todo"]:
         return "%s to %s: nothing to do, every node already runs it and serves" % (label, target)
     steps = result["steps"]
-    names = lambda hosts: ", ".join(hosts) or "none"  # noqa: E731
+
+    def names(hosts):
+        return ", ".join(hosts) or "none"
+
     return ("%s to %s: already done: %s; upgraded while the others serve: %s; out of service together: %s; first "
             "back (schema migration): %s; then, %d at a time: %s" % (
                 label, target, names(result["done"]), names(steps["early"]), names(steps["stop"]),

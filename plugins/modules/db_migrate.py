@@ -32,9 +32,9 @@ description:
     before anything is written.
   - "Verification is exact: per slice of each table, the SHA-256 of the binary C(COPY) stream of the source rows
     (the one a load sends) against the binary stream of the target's rows that PostgreSQL returns in key order
-    (C(COPY ... TO STDOUT) of a C(SELECT ... ORDER BY) the key). Any changed, missing, extra or moved value in any column fails, naming the table and the primary
-    key of a differing row with the columns that differ. Floating point is compared bit for bit, text and blobs
-    byte for byte, NULL apart from empty."
+    (C(COPY ... TO STDOUT) of a C(SELECT ... ORDER BY) the key). Any changed, missing, extra or moved value in any
+    column fails, naming the table and the primary key of a differing row with the columns that differ. Floating
+    point is compared bit for bit, text and blobs byte for byte, NULL apart from empty."
   - The source is opened read-only and never changed. Stop the product first so the source does not change while
     it is copied; a source that changed during the run makes it fail.
   - "The tables are created from the SQLite schema with O(layout=create): declared types containing C(INT) become

@@ -41,7 +41,7 @@ def apt_packages_in_the_collection():
             args = task.get("ansible.builtin.apt") or task.get("apt")
             if isinstance(args, dict) and "name" in args:
                 wanted = args["name"] if isinstance(args["name"], list) else [args["name"]]
-                names.update(str(name).split("{{")[0].rstrip("-") for name in wanted)
+                names.update(str(name).split("{{", maxsplit=1)[0].rstrip("-") for name in wanted)
     return names
 
 

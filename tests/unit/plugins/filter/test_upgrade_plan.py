@@ -224,14 +224,16 @@ def test_the_filter_is_registered():
 
 def test_dpkg_status_filter_names_each_need():
     dpkg_status = FilterModule().filters()["dpkg_status"]
-    assert dpkg_status("installed|1.0|ok") == {"installed": "1.0", "version": "1.0", "needs_reinstall": False,
-                                                "needs_configure": False, "absent": False}
+    expected = {"installed": "1.0", "version": "1.0", "needs_reinstall": False, "needs_configure": False,
+                "absent": False}
+    assert dpkg_status("installed|1.0|ok") == expected
     assert dpkg_status("half-configured|1.0|reinstreq")["needs_reinstall"] is True
     assert dpkg_status("unpacked|1.0|ok")["needs_configure"] is True
     assert dpkg_status("")["absent"] is True
 
 
-def restore(upgrade, step, installed_now, unreachable=(), play_hosts=(), record=PM):
+def restore(upgrade, step, installed_now, unreachable=(), play_hosts=(), record=None):
+    record = PM if record is None else record
     return FilterModule().filters()["upgrade_restore"](upgrade, step, installed_now, list(unreachable),
                                                        list(play_hosts), record, NEW)
 
