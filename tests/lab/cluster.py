@@ -315,7 +315,9 @@ class Cluster:
 
     def lb_url(self):
         """The product's frontend at the load balancer, as the host reaches it (published on 127.0.0.1)."""
-        return "http://127.0.0.1:%d" % self.lb.published(self.spec["port"])
+        # With POSITOPS_LAB_TLS=1 (inventories/lab/group_vars/load_balancer.yml) the product ports speak HTTPS only.
+        scheme = "https" if os.environ.get("POSITOPS_LAB_TLS", "0").lower() in ("1", "true", "yes") else "http"
+        return "%s://127.0.0.1:%d" % (scheme, self.lb.published(self.spec["port"]))
 
     def node_urls(self):
         """``{node name: URL}`` of each node's product port, as the host reaches it."""
@@ -382,17 +384,53 @@ class Cluster:
         self.lab.destroy()
 
 
+def probe(cluster, out, path, rate, max_seconds):
+    """Send ``rate`` requests a second through the load balancer until SIGTERM (or ``max_seconds``), then write the
+    Traffic summary and the cluster's migration time to ``out`` as JSON (the Molecule story's probe)."""
+    import signal
+    import threading
+
+    from tests.lab.traffic import Traffic
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    traffic = Traffic(cluster.lb_url(), path, lambda status, _body: status == 200, rate=rate,
+                      max_seconds=max_seconds).start()
+    pathlib.Path(out + ".started").write_text("%d\n" % os.getpid())
+    stopped.wait(max_seconds)
+    summary = traffic.stop()
+    summary["migration_s"] = cluster.migration_seconds()
+    pathlib.Path(out).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="bring a cluster lab up or down")
-    parser.add_argument("action", choices=["up", "down"])
+    parser = argparse.ArgumentParser(description="bring a cluster lab up or down, or probe it")
+    parser.add_argument("action", choices=["up", "create", "down", "probe"],
+                        help="up: containers and site.yml with the old version; create: containers and inventory "
+                             "only; down: remove everything; probe: requests through the load balancer until "
+                             "SIGTERM, summary to --out")
     parser.add_argument("product", choices=sorted(PRODUCTS))
     parser.add_argument("nodes", type=int, nargs="?", default=3)
+    parser.add_argument("--out", help="probe: where the JSON summary goes")
+    parser.add_argument("--path", default="/", help="probe: the path requested")
+    parser.add_argument("--rate", type=float, default=20.0, help="probe: requests a second")
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="probe: stop after this long anyway")
     args = parser.parse_args(argv)
     cluster = Cluster(Lab(), args.product, nodes=args.nodes)
     if args.action == "down":
         cluster.destroy()
         return 0
-    cluster.up()
+    if args.action == "probe":
+        if not args.out:
+            parser.error("probe needs --out FILE")
+        return probe(cluster, args.out, args.path, args.rate, args.max_seconds)
+    if args.action == "create":
+        ensure_collection_link()
+        cluster.start_containers()
+        cluster.write_inventory()
+    else:
+        cluster.up()
     print("inventory: %s" % cluster.inventory)
     return 0
 
