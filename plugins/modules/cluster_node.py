@@ -102,62 +102,13 @@ EXAMPLES = r"""
 RETURN = r"""
 nodes:
   description:
-    - The requested nodes as listed by the product after the change (in check mode, before it).
+    - The requested nodes as listed by the product after the change (in check mode, before it), each with the keys
+      that M(positops.ha.cluster_node_info) returns in its RV(positops.ha.cluster_node_info#module:nodes) (name, id,
+      version, status, mode, ipv4, port, last_seen, health, missed_check_in) and with the same meaning.
     - Nodes deleted with O(state=absent) are no longer listed.
   returned: success
   type: list
   elements: dict
-  contains:
-    name:
-      description: Host name of the node.
-      type: str
-      sample: pm1
-    id:
-      description: Workbench node ID; V(null) for Package Manager.
-      type: int
-      sample: 2
-    version:
-      description: Product version the node runs (Package Manager only; V(null) for Workbench).
-      type: str
-      sample: 2023.12.0-13
-    status:
-      description: Status as the product prints it (Package Manager C(online)/C(offline); Workbench e.g.
-        C(Online), C(Offline), C(Missed check-in), C(Invalid secure cookie key)).
-      type: str
-      sample: offline
-    mode:
-      description:
-        - V(online), V(offline), or V(null) for a Workbench status that is neither.
-        - V(null) also for a Workbench node that has missed its check-in (RV(nodes[].missed_check_in)), even when
-          its status reads C(Online).
-      type: str
-      sample: offline
-    ipv4:
-      description: Workbench node address; V(null) for Package Manager.
-      type: str
-      sample: 172.18.0.5
-    port:
-      description: Workbench node port; V(null) for Package Manager.
-      type: int
-      sample: 8787
-    last_seen:
-      description:
-        - Workbench last check-in time as C(rstudio-server list-nodes) prints it (server local time, for example
-          C(2026-11-23 12:40:05) or C(2021-Sep-20 17:08:53), possibly followed by a zone or offset).
-        - V(null) when the listing has no such column or value, and for Package Manager.
-      type: str
-      sample: "2026-11-23 12:40:05"
-    health:
-      description: Workbench node health, when C(rstudio-server list-nodes) prints a Health column; else V(null).
-      type: str
-      sample: null
-    missed_check_in:
-      description:
-        - Whether a Workbench node has missed its check-in, either as printed (status C(Missed check-in)) or
-          because its status is C(Online) but its last check-in is more than 10 minutes old.
-        - V(null) for Package Manager.
-      type: bool
-      sample: false
   sample:
     - {name: pm1, id: null, version: 2023.12.0-13, status: offline, mode: offline, ipv4: null, port: null,
        last_seen: null, health: null, missed_check_in: null}

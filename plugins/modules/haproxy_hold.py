@@ -21,6 +21,7 @@ description:
     positops.ha.load_balancer keeps empty - every switch is off after a reload.
   - O(state=on) for a backend that is on already extends its expiry; that is not reported as a change.
 extends_documentation_fragment:
+  - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
 options:
   backends:
@@ -44,22 +45,12 @@ options:
     description: The hold's switch map file, as loaded by HAProxy (positops.ha.load_balancer C(load_balancer_hold_map)).
     type: path
     default: /etc/haproxy/positops-hold.map
-  socket:
-    description: Path of HAProxy's runtime API socket (C(stats socket ... level admin)) on the managed host.
-    type: path
-    default: /run/haproxy/admin.sock
-  socket_timeout:
-    description: Seconds to wait for HAProxy's answer to one runtime API command.
-    type: float
-    default: 10.0
 attributes:
   check_mode:
     support: full
     details: In check mode the switches are read and nothing is sent that changes them.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 notes:
   - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
   - Fails when HAProxy has not loaded O(map), that is when the hold is not configured on this load balancer.

@@ -25,6 +25,7 @@ description:
   - HAProxy Management Guide 2.6, section 9.3 (C(set server), C(show stat), C(show servers state),
     C(shutdown sessions server)).
 extends_documentation_fragment:
+  - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
 options:
   backend:
@@ -81,14 +82,6 @@ options:
     description: Seconds between two reads of the server's state while waiting.
     type: float
     default: 0.5
-  socket:
-    description: Path of HAProxy's runtime API socket (C(stats socket ... level admin)) on the managed host.
-    type: path
-    default: /run/haproxy/admin.sock
-  socket_timeout:
-    description: Seconds to wait for HAProxy's answer to one runtime API command.
-    type: float
-    default: 10.0
 attributes:
   check_mode:
     support: full
@@ -96,8 +89,6 @@ attributes:
       the result says whether the state would change.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 notes:
   - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
   - Drain and maintenance states set through the runtime API survive a reload of HAProxy only with a server-state

@@ -17,6 +17,7 @@ description:
     backend whether the hold is on and until when.
   - Changes nothing.
 extends_documentation_fragment:
+  - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
 options:
   backends:
@@ -28,22 +29,12 @@ options:
     description: The hold's switch map file (positops.ha.load_balancer C(load_balancer_hold_map)).
     type: path
     default: /etc/haproxy/positops-hold.map
-  socket:
-    description: Path of HAProxy's runtime API socket (C(stats socket ... level admin)) on the managed host.
-    type: path
-    default: /run/haproxy/admin.sock
-  socket_timeout:
-    description: Seconds to wait for HAProxy's answer to one runtime API command.
-    type: float
-    default: 10.0
 attributes:
   check_mode:
     support: full
     details: The module only reads, so it runs the same in check mode.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 notes:
   - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
 author:
