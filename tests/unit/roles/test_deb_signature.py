@@ -34,8 +34,12 @@ def ar_bytes(members):
 
 
 def gpg(home, *args, input=None):
-    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
-                           "--passphrase", ""] + list(args), input=input, capture_output=True, check=True)
+    proc = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
+                           "--passphrase", ""] + list(args), input=input, capture_output=True, check=False)
+    # gpg's own words, not only its exit status, when it fails (its agent is started on demand).
+    assert proc.returncode == 0, "gpg %s failed (rc=%s): %s" % (" ".join(args), proc.returncode,
+                                                                 proc.stderr.decode(errors="replace"))
+    return proc
 
 
 @pytest.fixture(scope="module")
