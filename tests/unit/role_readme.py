@@ -76,7 +76,7 @@ def option_rows(options, defaults, entry_points_of, prefix=""):
         if kind == "list" and option.get("elements"):
             kind = "list of %s" % option["elements"]
         if option.get("choices"):
-            kind += "; one of %s" % ", ".join("`%s`" % choice for choice in option["choices"])
+            kind += "; one of %s" % ", ".join(value(choice) for choice in option["choices"])
         cell_defaults = defaults if not prefix else {}
         where = ", ".join(entry_points_of.get(path, [])) if not prefix else ""
         yield "| `%s` | %s | %s | %s | %s |" % (
