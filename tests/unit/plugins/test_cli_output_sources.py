@@ -1,5 +1,4 @@
-"""Every recorded CLI output names its source (cli_output/sources.yml): a seed, a public page, the emulator, or a
-real component recorded in the lab (HAProxy)."""
+"""Every recorded CLI output names its source (cli_output/sources.yml): a seed, a public page or the emulator."""
 
 import pathlib
 import re
@@ -9,8 +8,7 @@ import yaml
 
 CLI_OUTPUT = pathlib.Path(__file__).resolve().parent / "cli_output"
 SOURCES = CLI_OUTPUT / "sources.yml"
-SOURCE = re.compile(r"^(seed \d{3}_[0-9a-f]{16}\.txt lines \d+(-\d+)?|https://\S+|emulator tests/emulator/\S+ .+"
-                    r"|recorded \S+ \d[\w.]* \(Debian 12\) .+)$")
+SOURCE = re.compile(r"^(seed \d{3}_[0-9a-f]{16}\.txt lines \d+(-\d+)?|https://\S+|emulator tests/emulator/\S+ .+)$")
 
 
 def recorded_files():
@@ -33,7 +31,6 @@ def test_every_recorded_output_has_a_source_and_every_source_a_file():
 def test_each_source_is_a_seed_a_page_or_the_emulator(name):
     entry = sources()[name]
     assert sorted(entry) == ["source", "variant"], name
-    assert SOURCE.match(entry["source"]), (
-        "%s: source %r is not 'seed NNN_<hash>.txt lines N-M', an https:// page, 'emulator tests/emulator/<path> "
-        "<what>' or 'recorded <package> <version> (Debian 12) <command>'" % (name, entry["source"]))
+    assert SOURCE.match(entry["source"]), "%s: source %r is not 'seed NNN_<hash>.txt lines N-M', an https:// page " \
+                                          "or 'emulator tests/emulator/<path> <what>'" % (name, entry["source"])
     assert entry["variant"].strip(), "%s: say 'verbatim' or how the sample differs from its source" % name
