@@ -28,8 +28,7 @@ def cluster(lab, debs):
 def test_every_node_stops_then_one_migrates_and_the_other_follows(cluster):
     result, summary, _long_outcome, cut = cluster.upgrade_under_traffic(
         "run-connect.log", "/content/%s/" % CONTENT,
-        lambda status, body: status == 200 and body == BUNDLE.encode(),
-        "/content/%s/" % CONTENT, upload=True, rolling_upgrade_drain_timeout=DRAIN_TIMEOUT)
+        lambda status, body: status == 200 and body == BUNDLE.encode(), rolling_upgrade_drain_timeout=DRAIN_TIMEOUT)
     cluster.assert_upgrade_under_traffic(result, summary, cut, DRAIN_TIMEOUT)
     cluster.assert_planned_all_out_together(result)
     # Only the first node migrated: the other started on the schema it found current.

@@ -29,8 +29,7 @@ def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
     second.exec("id jdoe || useradd -u 2001 -m jdoe")
     session = json.loads(second.http_ok("http://localhost:8787/__emulator__/sessions?user=jdoe", method="POST"))
     result, summary, _long_outcome, cut = cluster.upgrade_under_traffic(
-        "run-workbench.log", "/", lambda status, body: status < 500, "/", upload=True,
-        rolling_upgrade_drain_timeout=DRAIN_TIMEOUT)
+        "run-workbench.log", "/", lambda status, body: status < 500, rolling_upgrade_drain_timeout=DRAIN_TIMEOUT)
     cluster.assert_upgrade_under_traffic(result, summary, cut, DRAIN_TIMEOUT)
     cluster.assert_planned_all_out_together(result)
     # The post-check's line for the node that ran the session names it.
