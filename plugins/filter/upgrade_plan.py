@@ -39,8 +39,8 @@ options:
     required: true
   record:
     description:
-      - The product record (C(<product>_record) of the product role), with C(name), C(label), C(node_cli) and
-        C(upgrade.early_batch), C(upgrade.stops_for_upgrade), C(upgrade.outage_lb).
+      - The product record (C(<product>_record) of the product role), with C(name), C(label), C(node_cli),
+        C(upgrade.early_batch) and C(upgrade.stops_for_upgrade).
     type: dict
     required: true
   target:
@@ -102,10 +102,6 @@ _value:
     rest_serial:
       description: How many nodes of the V(rest) step are upgraded at a time.
       type: int
-    outage_lb:
-      description: How the V(stop) step treats the load balancer (the record's C(upgrade.outage_lb), or V(drain) when
-        upgraded nodes already serve).
-      type: str
     resuming:
       description: True when an earlier run got somewhere (some nodes already hold the target version, or a package
         was left half-installed); the playbook then skips the pre-flight checks, which ran before that run.
@@ -139,7 +135,6 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.compat.version import LooseVersion
 
 STEPS = ("early", "stop", "first", "rest")
-OUTAGE_LB = ("none", "maint", "drain")
 
 
 def read_dpkg(line):
@@ -247,12 +242,9 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     if not isinstance(nodes, dict):
         raise AnsibleFilterError("upgrade_plan expects {host: state}, got %s" % type(nodes).__name__)
     upgrade = record.get("upgrade") or {}
-    for key in ("early_batch", "stops_for_upgrade", "outage_lb"):
+    for key in ("early_batch", "stops_for_upgrade"):
         if key not in upgrade:
             raise AnsibleFilterError("upgrade_plan: the record of %s has no upgrade.%s" % (record.get("name"), key))
-    if upgrade["outage_lb"] not in OUTAGE_LB:
-        raise AnsibleFilterError("upgrade_plan: upgrade.outage_lb must be one of %s, got %r"
-                                 % (", ".join(OUTAGE_LB), upgrade["outage_lb"]))
     batch_size = int(batch_size or 0)
     hosts = list(nodes)
     node_names = {host: (state.get("node_name") or host) for host, state in nodes.items()}
@@ -260,7 +252,7 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     result = {"refusal": refusal(read, record, target, batch_size, hosts, inventory_hosts, cluster_nodes,
                                  node_names),
               "nodes": read, "done": [], "todo": [], "keep_running": [],
-              "steps": {step: [] for step in STEPS}, "rest_serial": 1, "outage_lb": upgrade["outage_lb"],
+              "steps": {step: [] for step in STEPS}, "rest_serial": 1,
               "hold": False, "hold_step": "", "early_action": "install"}
     done = [host for host in hosts if read[host]["installed"] == target and read[host]["serving"]]
     todo = [host for host in hosts if host not in done]
@@ -277,7 +269,6 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     elif done:
         # The schema has moved: no old node may serve again, every other node is upgraded batch by batch.
         steps.update(stop=todo, rest=todo)
-        result["outage_lb"] = "drain"
     elif upgrade["early_batch"]:
         steps.update(early=ordered[:batch], stop=ordered[batch:], first=ordered[:batch], rest=ordered[batch:])
     else:

@@ -17,12 +17,14 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import shlex
 import subprocess
 import sys
 import time
 
 from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file, wait_for  # noqa: F401  (wait_for: for the tests)
+from tests.lab.traffic import LongRequest, Traffic
 
 VENV_BIN = REPO / ".venv" / "bin"
 COLLECTIONS_DIR = REPO / "build" / "collections"
@@ -234,13 +236,16 @@ class Cluster:
     def upgrade_all_out_together(self, log_name):
         """Rolling upgrade of a product whose nodes all leave service before any is upgraded (Connect, Workbench):
         it must succeed and plan exactly that, every node out together and the first one back first."""
-        hosts = self.hosts()
         assert self.schema_version() == self.spec["schemas"][self.old_version]
         result = self.playbook("rolling_upgrade.yml", extra_vars=self.upgrade_vars(), log=self.dir / log_name)
         assert result.rc == 0, result.output[-4000:]
+        self.assert_planned_all_out_together(result)
+        return result
+
+    def assert_planned_all_out_together(self, result):
+        hosts = self.hosts()
         assert ("upgraded while the others serve: none; out of service together: %s; first back (schema migration): "
                 "%s" % (", ".join(hosts), hosts[0])) in result.output
-        return result
 
     def assert_upgraded_and_serving(self):
         """Every node on the new version and healthy, all UP at the load balancer, the schema migrated, and no node
@@ -251,6 +256,36 @@ class Cluster:
         assert set(self.lb_status().values()) == {"UP"}
         assert self.schema_version() == self.spec["schemas"][self.new_version]
         assert self.serving_nodes_older_than_schema() == []
+
+    def upgrade_under_traffic(self, log_name, path, check, **extra_vars):
+        """The rolling upgrade with a ~20 req/s client through the load balancer (``path``, ``check``) and one
+        request held open there the whole time: a slow upload to ``path`` (no product has a slow route without a
+        cap; Package Manager's stops at 120 s). Returns the PlaybookResult, the client's summary, the long
+        request's outcome and the sessions cut per node as the post-check reports them."""
+        traffic = Traffic(self.lb_url(), path, check).start()
+        long_request = LongRequest(self.lb_url(), path, upload_seconds=3600).start()
+        time.sleep(2)  # the long request reaches a node before anything is drained
+        result = self.playbook("rolling_upgrade.yml", extra_vars=self.upgrade_vars(**extra_vars),
+                               log=self.dir / log_name)
+        summary = traffic.stop()
+        cut = {host: int(count) for host, count in re.findall(
+            r"\"(\S+) \S+ \S+ load balancer \S+, (\d+) session\(s\) cut at the drain deadline", result.output)}
+        return result, summary, long_request.result(timeout=5), cut
+
+    def assert_upgrade_under_traffic(self, result, summary, cut, drain_timeout, slack=45):
+        """What upgrade_under_traffic must show: the run succeeded although a request stayed open the whole time
+        (the drain deadline cut it, and only it), no client request failed, the slowest waited about the window
+        (migration, drain deadline, and ``slack`` for the playbook's own turns on a loaded machine), every node is
+        upgraded and serving, and the hold is off again."""
+        print("traffic: %s; sessions cut: %s; migration: %ss; upgrade: %.0fs" % (
+            summary, cut, self.migration_seconds(), result.seconds))
+        assert result.rc == 0, result.output[-4000:]
+        self.assert_upgraded_and_serving()
+        assert sorted(cut) == sorted(self.hosts()) and sum(cut.values()) == 1, cut
+        assert "at the %d s deadline" % drain_timeout in result.output
+        assert not self.lb_hold_on()
+        assert summary["sent"] > 100 and summary["failed"] == 0, summary
+        assert summary["slowest_s"] <= self.migration_seconds() + drain_timeout + slack, summary
 
     def upgrade_vars(self, **extra):
         variables = {"rolling_upgrade_product": self.product}
@@ -364,6 +399,11 @@ class Cluster:
             for host in self.hosts():
                 self.lb_command("set server %s/%s state ready" % (self.product, host))
         self.wait_lb_up()
+
+    def lb_hold_on(self):
+        """Whether the load balancer's hold switch for the product's backend is set (positops.ha.haproxy_hold)."""
+        entries = self.lb_command("show map /etc/haproxy/positops-hold.map").split()
+        return self.product in entries
 
     def lb_command(self, command):
         script = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "

@@ -5,7 +5,8 @@
   answer, the p99 latency and the windows in which no request succeeded.
 - ``ServingWatcher``: polls every node's health endpoint; the longest window in which no node answered 200.
 - ``LongRequest``: one request held open through the load balancer (a long download, an IDE tab): what a drain
-  waits for, and what a deadline cuts.
+  waits for, and what a deadline cuts. ``upload_seconds`` makes it a slow upload (a POST whose body trickles in),
+  which holds a server session open on any product, without a slow route.
 
     traffic = Traffic(cluster.lb_url(), "/__api__/repos", check).start()
     ...                                   # the upgrade
@@ -182,10 +183,11 @@ class ServingWatcher(_Loop):
 
 
 class LongRequest:
-    """One request held open through the load balancer from a thread; ``result()`` is ``(status, seconds)``."""
+    """One request held open through the load balancer from a thread; ``result()`` is ``(status, seconds)``.
+    With ``upload_seconds`` it is a POST whose body comes one byte a second for that long."""
 
-    def __init__(self, url, path, timeout=600.0):
-        self.url, self.path, self.timeout = url, path, timeout
+    def __init__(self, url, path, timeout=600.0, upload_seconds=0):
+        self.url, self.path, self.timeout, self.upload_seconds = url, path, timeout, upload_seconds
         self.outcome = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -195,8 +197,27 @@ class LongRequest:
 
     def _run(self):
         started = time.monotonic()
-        status, _body = request(self.url, self.path, timeout=self.timeout)
+        if self.upload_seconds:
+            status = self._upload()
+        else:
+            status, _body = request(self.url, self.path, timeout=self.timeout)
         self.outcome = (status, round(time.monotonic() - started, 2))
+
+    def _upload(self):
+        connection = _connection(self.url, self.timeout)
+        try:
+            connection.putrequest("POST", self.path)
+            connection.putheader("Content-Length", str(self.upload_seconds))
+            connection.putheader("Connection", "close")
+            connection.endheaders()
+            for _ in range(self.upload_seconds):
+                connection.send(b"x")
+                time.sleep(1)
+            return connection.getresponse().status
+        except (OSError, http.client.HTTPException):
+            return 0
+        finally:
+            connection.close()
 
     def result(self, timeout=None):
         self._thread.join(timeout)

@@ -8,13 +8,13 @@ from ansible_collections.positops.ha.plugins.filter.upgrade_plan import FilterMo
 OLD, NEW = "2023.08.4-20", "2023.12.0-13"
 PM = {"name": "package_manager", "label": "Posit Package Manager", "group": "package_manager", "package": "rstudio-pm",
       "version_var": "package_manager_version", "node_cli": "/opt/rstudio-pm/bin/rspm",
-      "upgrade": {"early_batch": True, "stops_for_upgrade": False, "outage_lb": "none"}}
+      "upgrade": {"early_batch": True, "stops_for_upgrade": False}}
 CONNECT = {"name": "connect", "label": "Posit Connect", "group": "connect", "package": "rstudio-connect",
            "version_var": "connect_version", "node_cli": "",
-           "upgrade": {"early_batch": False, "stops_for_upgrade": True, "outage_lb": "maint"}}
+           "upgrade": {"early_batch": False, "stops_for_upgrade": True}}
 WORKBENCH = {"name": "workbench", "label": "Posit Workbench", "group": "workbench", "package": "rstudio-workbench",
              "version_var": "workbench_version", "node_cli": "/usr/sbin/rstudio-server",
-             "upgrade": {"early_batch": False, "stops_for_upgrade": True, "outage_lb": "drain"}}
+             "upgrade": {"early_batch": False, "stops_for_upgrade": True}}
 
 
 def node(version=OLD, active=True, healthy=True, dpkg=None):
@@ -40,7 +40,7 @@ def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve
     result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
     assert result["refusal"] == ""
     assert result["steps"] == {"early": ["pm1"], "stop": ["pm2", "pm3"], "first": ["pm1"], "rest": ["pm2", "pm3"]}
-    assert result["rest_serial"] == 2 and result["hold"] is True and result["outage_lb"] == "none"
+    assert result["rest_serial"] == 2 and result["hold"] is True
     assert result["resuming"] is False and result["early_action"] == "install" and result["hold_step"] == "stop"
     assert result["summary"] == (
         "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
@@ -62,7 +62,6 @@ def test_connect_and_workbench_take_every_node_out_and_bring_one_back_first(reco
     assert result["steps"] == {"early": ["n1"], "stop": ["n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
     assert result["early_action"] == "unpack" and result["hold_step"] == "stop"
     assert result["rest_serial"] == 1 and result["hold"] is True
-    assert result["outage_lb"] == record["upgrade"]["outage_lb"]
 
 
 def test_a_single_node_holds_from_the_early_step():
@@ -90,7 +89,7 @@ def test_once_a_node_serves_the_target_the_others_go_straight_to_rest_and_are_dr
     result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes, {"pm1": NEW}))
     assert result["done"] == ["pm1"]
     assert result["steps"] == {"early": [], "stop": ["pm2", "pm3"], "first": [], "rest": ["pm2", "pm3"]}
-    assert result["outage_lb"] == "drain" and result["hold"] is False and result["resuming"] is True
+    assert result["hold"] is False and result["hold_step"] == "" and result["resuming"] is True
 
 
 def test_a_node_on_the_target_that_is_still_migrating_comes_back_first_and_keeps_running():
@@ -209,10 +208,8 @@ def test_node_names_map_hosts_to_cluster_rows():
 
 
 def test_a_record_without_upgrade_traits_is_a_clear_error():
-    with pytest.raises(AnsibleFilterError, match="has no upgrade.outage_lb"):
-        plan(cluster(1), {"name": "x", "upgrade": {"early_batch": True, "stops_for_upgrade": False}}, NEW)
-    with pytest.raises(AnsibleFilterError, match="outage_lb must be one of"):
-        plan(cluster(1), {"name": "x", "upgrade": dict(PM["upgrade"], outage_lb="later")}, NEW)
+    with pytest.raises(AnsibleFilterError, match="has no upgrade.stops_for_upgrade"):
+        plan(cluster(1), {"name": "x", "upgrade": {"early_batch": True}}, NEW)
     with pytest.raises(AnsibleFilterError, match="expects {host: state}"):
         plan([], PM, NEW)
 
