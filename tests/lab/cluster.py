@@ -424,22 +424,26 @@ class Cluster:
         self.lab.destroy()
 
 
-def probe(cluster, out, path, rate, max_seconds):
-    """Send ``rate`` requests a second through the load balancer until SIGTERM (or ``max_seconds``), then write the
-    Traffic summary and the cluster's migration time to ``out`` as JSON (the Molecule story's probe)."""
+def probe(cluster, out, path, rate, max_seconds, hold_upload=False):
+    """Send ``rate`` requests a second through the load balancer until SIGTERM (or ``max_seconds``), and with
+    ``hold_upload`` one slow upload held open the whole time; then write the Traffic summary, the upload's outcome,
+    the cluster's migration time and whether the load balancer still holds to ``out`` as JSON (the Molecule
+    story's probe)."""
     import signal
     import threading
-
-    from tests.lab.traffic import Traffic
 
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     traffic = Traffic(cluster.lb_url(), path, lambda status, _body: status == 200, rate=rate,
                       max_seconds=max_seconds).start()
+    upload = LongRequest(cluster.lb_url(), path, upload_seconds=int(max_seconds)).start() if hold_upload else None
+    time.sleep(2)  # the upload reaches a node before anything is drained
     pathlib.Path(out + ".started").write_text("%d\n" % os.getpid())
     stopped.wait(max_seconds)
     summary = traffic.stop()
+    summary["upload"] = upload.result(timeout=5) if upload else None
     summary["migration_s"] = cluster.migration_seconds()
+    summary["hold_on"] = cluster.lb_hold_on()
     pathlib.Path(out).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
@@ -456,6 +460,7 @@ def main(argv=None):
     parser.add_argument("--path", default="/", help="probe: the path requested")
     parser.add_argument("--rate", type=float, default=20.0, help="probe: requests a second")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="probe: stop after this long anyway")
+    parser.add_argument("--hold-upload", action="store_true", help="probe: also hold a slow upload open")
     args = parser.parse_args(argv)
     cluster = Cluster(Lab(), args.product, nodes=args.nodes)
     if args.action == "down":
@@ -464,7 +469,7 @@ def main(argv=None):
     if args.action == "probe":
         if not args.out:
             parser.error("probe needs --out FILE")
-        return probe(cluster, args.out, args.path, args.rate, args.max_seconds)
+        return probe(cluster, args.out, args.path, args.rate, args.max_seconds, args.hold_upload)
     if args.action == "create":
         ensure_collection_link()
         cluster.start_containers()
