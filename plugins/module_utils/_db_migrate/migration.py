@@ -49,6 +49,7 @@ from ansible_collections.positops.ha.plugins.module_utils._db_migrate.sqlite_sou
     count_rows,
     read_schema,
     select_tables,
+    sqlite_quote,
     table_slices,
 )
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.stream import copy_slice
@@ -267,7 +268,9 @@ class Migration:
                     "clock": self.clock}
         outcomes = run_jobs(jobs, self.workers, settings, self.secrets)
         if staging is not None:
-            renamed = (sql.Identifier(staging).as_string(None) + ".", sql.Identifier(self.schema).as_string(None) + ".")
+            # The identifiers as the statements were rendered (PostgreSQL quotes them as SQLite does). Not
+            # sql.Identifier.as_string(None): psycopg before 3.2 (Debian 12 ships 3.1.7) needs a connection for it.
+            renamed = (sqlite_quote(staging) + ".", sqlite_quote(self.schema) + ".")
         for outcome in outcomes:
             for statement in outcome.get("statements", []):
                 if staging is not None:  # report statements with the schema they end up in
