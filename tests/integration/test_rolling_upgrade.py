@@ -3,14 +3,17 @@
 One lab for the module, in order: a package URL that 404s (stops before any node leaves service), a migration
 timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
 After every run: no node serves with a binary older than the database schema, and the data written before the
-upgrade (a repository in PostgreSQL, a file on the share) is still there.
+upgrade (a repository in PostgreSQL, a file on the share) is still there. Last, on the same cluster, site.yml
+applies a setting that needs a restart: the nodes restart one at a time under traffic, and a re-run restarts none.
 """
 
 import json
+import time
 
 import pytest
 
 from tests.lab.cluster import Cluster
+from tests.lab.traffic import Traffic
 
 pytestmark = pytest.mark.lab
 
@@ -101,3 +104,37 @@ def test_restore_puts_the_cluster_back_on_the_old_version_from_the_backup(cluste
     assert set(cluster.lb_status().values()) == {"UP"}
     assert cluster.schema_version() == 41
     assert_safe_and_intact(cluster)
+
+
+def restart_window(cluster, node):
+    """``(stop began, active again)`` of the service's last (re)start, in microseconds of the kernel's monotonic clock,
+    which the lab's containers share."""
+    text = node.output("systemctl show -p ActiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic %s"
+                       % cluster.spec["service"])
+    values = dict(line.split("=", 1) for line in text.splitlines())
+    return int(values["ActiveExitTimestampMonotonic"]), int(values["ActiveEnterTimestampMonotonic"])
+
+
+def test_a_setting_that_needs_a_restart_rolls_through_the_nodes(cluster):
+    """site.yml with a changed setting: each node drained, restarted, healthy and back before the next one stops."""
+    setting = dict(cluster.version_vars(cluster.old_version),
+                   package_manager_config={"HTTP": {"NoWarning": "true"}})
+    before = [restart_window(cluster, node) for node in cluster.nodes]
+    traffic = Traffic(cluster.lb_url(), "/__api__/repos", lambda status, body: status == 200).start()
+    time.sleep(2)
+    result = cluster.playbook("site.yml", extra_vars=setting, log=cluster.dir / "site-setting.log")
+    time.sleep(2)
+    summary = traffic.stop()
+    assert result.rc == 0, result.output[-4000:]
+    assert summary["sent"] > 0 and summary["failed"] == 0, summary
+    after = [restart_window(cluster, node) for node in cluster.nodes]
+    assert all(new[1] > old[1] for old, new in zip(before, after)), (before, after)
+    # One at a time, in the inventory's order: a node is active again before the next one begins to stop.
+    assert all(previous[1] < following[0] for previous, following in zip(after, after[1:])), after
+    for node in cluster.nodes:
+        assert "NoWarning = true" in node.read_file("/etc/rstudio-pm/rstudio-pm.gcfg")
+    assert set(cluster.lb_status().values()) == {"UP"}
+    # The same settings again: nothing to apply, no node restarts.
+    result = cluster.playbook("site.yml", extra_vars=setting, log=cluster.dir / "site-setting-again.log")
+    assert result.rc == 0, result.output[-4000:]
+    assert [restart_window(cluster, node) for node in cluster.nodes] == after
