@@ -10,7 +10,6 @@ that carries a password and a token, and the last test greps every log of the mo
 
 import base64
 import os
-import pathlib
 import secrets
 
 import pytest
