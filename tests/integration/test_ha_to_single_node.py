@@ -18,10 +18,18 @@ LOCAL_DATA_DIR = "/var/lib/rstudio-pm/local-data"
 SHARE = "/srv/shared/rstudio-pm"
 MARKER = "/etc/positops/retired/package_manager.json"
 FINGERPRINT = "TASK [Fingerprint the files under"
-# Writes through pm2 into the share, one every 0.1 s, each acknowledged one listed in /tmp/acked, until pm2 stops.
-WRITER = ("i=0; while true; do i=$((i+1)); code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data w$i "
-          "http://127.0.0.1:4242/__emulator__/data/writes/w$i.txt); [ \"$code\" = 201 ] && echo w$i >> /tmp/acked; "
-          "sleep 0.1; done")
+# Writes through pm2 into the share, one every 0.1 s, each acknowledged one listed in /tmp/acked, until pm2 stops
+# (the bare nodes have python3, not curl).
+WRITER = ("import itertools, time, urllib.request\n"
+          "for i in itertools.count(1):\n"
+          "    request = urllib.request.Request('http://127.0.0.1:4242/__emulator__/data/writes/w%d.txt' % i, "
+          "data=b'w', method='PUT')\n"
+          "    try:\n"
+          "        if urllib.request.urlopen(request, timeout=2).status == 201:\n"
+          "            open('/tmp/acked', 'a').write('w%d\\n' % i)\n"
+          "    except OSError:\n"
+          "        pass\n"
+          "    time.sleep(0.1)\n")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,7 @@ def test_check_mode_changes_nothing(cluster):
 def test_moves_to_one_node_while_written_to_with_every_file_and_row(cluster):
     kept, other = cluster.nodes
     rows_before = cluster.psql("rstudio_pm", "SELECT count(*) FROM repos")
-    subprocess.run(["docker", "exec", "-d", other.container, "bash", "-c", WRITER], check=True)
+    subprocess.run(["docker", "exec", "-d", other.container, "python3", "-c", WRITER], check=True)
     result = cluster.playbook("ha_to_single_node.yml", extra_vars=single_node_vars(cluster),
                               log=cluster.dir / "single.log")
     assert result.rc == 0, result.output[-4000:]
