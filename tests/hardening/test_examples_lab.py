@@ -10,7 +10,6 @@ that carries a password and a token, and the last test greps every log of the mo
 
 import base64
 import os
-import pathlib
 import secrets
 
 import pytest
@@ -71,8 +70,7 @@ def on_premises(node_image, debs):
 
 
 def test_on_premises_nodes_pass_the_platform_check(on_premises):
-    result = on_premises.require(on_premises.playbook(
-        str(pathlib.Path(__file__).with_name("platform.yml")), verbosity=3), "the platform check")
+    result = on_premises.require(on_premises.playbook("platform.yml", verbosity=3), "the platform check")
     assert set(result.recap()) == set(on_premises.hosts())
 
 
