@@ -1,9 +1,9 @@
 """Lab fixtures for the hardening tests (issue 15): the node image and the emulator's .debs of the lab suite
-(tests/integration/conftest.py); every test here needs the Docker lab."""
+(tests/lab_tests/conftest.py); every test here needs the Docker lab."""
 
 import pytest
 
-from tests.integration import conftest as lab_suite
+from tests.lab_tests import conftest as lab_suite
 
 node_image = lab_suite.node_image
 debs = lab_suite.debs

@@ -37,7 +37,7 @@ PRODUCT_GROUPS = ('package_manager', 'connect', 'workbench')
 
 # Repository tooling that has no place in the collection an operator installs.
 NOT_SHIPPED = ('.venv/', 'build/', '.ci/', 'scripts/', 'benchmarks/', 'molecule/', 'tests/emulator/', 'tests/lab/',
-               'tests/integration/', 'tests/output/', '.git/', 'requirements.txt', 'constraints.txt')
+               'tests/lab_tests/', 'tests/output/', '.git/', 'requirements.txt', 'constraints.txt')
 
 
 def test_something_to_check():

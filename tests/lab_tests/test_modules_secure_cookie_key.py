@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from tests.integration.test_modules_cluster import AnsibleRunner
+from tests.lab_tests.test_modules_cluster import AnsibleRunner
 from tests.lab.lab import deb_file
 
 WB_VERSION = "2023.12.0+369.pro3"
