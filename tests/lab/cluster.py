@@ -105,7 +105,7 @@ class RunningPlaybook:
     def output(self):
         return self.log.read_text()
 
-    def finish(self, timeout=1500):
+    def finish(self, timeout=2400):
         """Wait for the end; return the exit code."""
         try:
             self.proc.wait(timeout=timeout)
@@ -202,7 +202,7 @@ class Cluster:
         })
         return env
 
-    def playbook(self, playbook, extra_vars=None, check=False, timeout=1200, log=None):
+    def playbook(self, playbook, extra_vars=None, check=False, timeout=2400, log=None):
         """Run a playbook of the collection (``playbooks/<name>``) against this lab; return a PlaybookResult."""
         path = pathlib.Path(playbook)
         if not path.is_absolute():
