@@ -93,9 +93,8 @@ def restart_plan(nodes, lb_status=None, backend="", batch=1):
     def batch_of(hosts, first_build=False):
         drain = [host for host in hosts if _in_pool(host, lb_status, backend)]
         # A marked node was taken out by an earlier run of this entry point that stopped before putting it back.
-        return {"hosts": hosts, "drain": drain, "back": [host for host in hosts
-                                                          if host in drain or nodes[host].get("marked")],
-                "fresh": first_build}
+        back = [host for host in hosts if host in drain or nodes[host].get("marked")]
+        return {"hosts": hosts, "drain": drain, "back": back, "fresh": first_build}
 
     fresh = [host for host in restart if nodes[host].get("fresh")]
     serving = [host for host in restart if host not in fresh]

@@ -114,13 +114,13 @@ def refusal(nodes, record, keep, inventory_hosts, move_data, local_data_dir):
     label, group = record.get("label", record["name"]), record.get("group", record["name"])
     single = record.get("single_node") or {}
     if not single.get("supported"):
+        why_not = single.get("why_not", "the vendor documents no way back from a cluster to one node")
         return ("%s: %s. Fix: keep the cluster; ha_to_single_node supports products whose record says "
-                "single_node.supported." % (label, single.get("why_not", "the vendor documents no way back from a "
-                                                                  "cluster to one node")))
+                "single_node.supported." % (label, why_not))
     if keep not in inventory_hosts:
         return ("ha_to_single_node_keep is '%s', which is not a node of the inventory group '%s' (%s). Fix: "
-                "-e ha_to_single_node_keep=<one of %s>." % (keep, group, _names(inventory_hosts),
-                                                             _names(inventory_hosts)))
+                "-e ha_to_single_node_keep=<one of %s>."
+                % (keep, group, _names(inventory_hosts), _names(inventory_hosts)))
     left_out = [host for host in inventory_hosts if host not in nodes]
     if left_out:
         return ("the run reads only %s, but %s of the group '%s' are left out (--limit): they would keep serving "

@@ -12,9 +12,9 @@ version_added: 0.2.0
 author:
   - positops.ha maintainers (@positops)
 description:
-  - Workbench's C(GET /load-balancer/status) (answered on loopback only) prints one line per node,
+  - "Workbench's C(GET /load-balancer/status) (answered on loopback only) prints one line per node,
     C(host:port[ (offline|unreachable)]  Load: a, b, c), followed by one line per session running there,
-    C(   <pid> - <user>). This filter returns the session lines of the node named O(node).
+    C(   <pid> - <user>). This filter returns the session lines of the node named O(node)."
   - The rolling upgrade reads them just before it stops a node (stopping rserver ends them) to name them in its
     report.
 options:

@@ -37,8 +37,8 @@ def gpg(home, *args, input=None):
     proc = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
                            "--passphrase", ""] + list(args), input=input, capture_output=True, check=False)
     # gpg's own words, not only its exit status, when it fails (its agent is started on demand).
-    assert proc.returncode == 0, "gpg %s failed (rc=%s): %s" % (" ".join(args), proc.returncode,
-                                                                 proc.stderr.decode(errors="replace"))
+    assert proc.returncode == 0, "gpg %s failed (rc=%s): %s" % (
+        " ".join(args), proc.returncode, proc.stderr.decode(errors="replace"))
     return proc
 
 

@@ -35,7 +35,7 @@ def test_a_retired_node_still_in_its_group_is_refused(run_playbook, tmp_path):
 
 
 def test_the_override_goes_on_and_the_markers_are_read(run_playbook, tmp_path):
-    result, _ = retire_then_check(run_playbook, tmp_path, product_common_allow_retired=True)
+    result = retire_then_check(run_playbook, tmp_path, product_common_allow_retired=True)[0]
     assert result.returncode == 0, result.stdout + result.stderr
     assert failure_messages(result.json) == []
     shown = [task["hosts"]["localhost"] for play in result.json["plays"] for task in play["tasks"]
