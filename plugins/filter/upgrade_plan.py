@@ -58,7 +58,7 @@ options:
     elements: str
   cluster_nodes:
     description:
-      - The cluster's own node list (M(positops.ha.cluster_node_info) RV(nodes)), or V(null) when the product has none
+      - The cluster's own node list (RV(positops.ha.cluster_node_info#module:nodes)), or V(null) when the product has none
         or no node could list it. Nodes are matched to hosts by their C(node_name), case-insensitively.
     type: list
     elements: dict
