@@ -6,7 +6,9 @@ Only what ties the inventory to a place is replaced, in a copy of ``hosts.yml`` 
   the PostgreSQL client networks are the lab's subnet;
 - the secrets the example expects in Ansible Vault (``vault_*``);
 - what the lab stands in for: the vendor's download site (the lab's package server and the real SHA-256 of its
-  .debs), NFS (one Docker volume per export, fstab entries only: ``shared_storage_mount_state: present``).
+  .debs), NFS (one Docker volume per export, fstab entries only: ``shared_storage_mount_state: present``), the
+  site's NTP servers (no NTP server is reachable from the lab: one inventory host is the local time reference and
+  the others follow it, as in inventories/lab).
 The example's group_vars are used as they are (a symlink), so a change there is what the lab runs.
 """
 
@@ -121,6 +123,16 @@ class ExampleLab:
         variables = dict(self.secrets)
         variables.update(lab_vars)
         (self.dir / "lab-vars.json").write_text(json.dumps(variables, indent=2) + "\n")
+
+    def time_vars(self, reference):
+        """``reference`` (an inventory host) serves local time; every other host takes it as its only NTP server."""
+        is_reference = "inventory_hostname == %s" % json.dumps(reference)
+        return {
+            "node_base_ntp_servers": "{{ [] if %s else [%s] }}" % (is_reference, json.dumps(reference)),
+            "node_base_ntp_pools": [],
+            "node_base_ntp_local_stratum": "{{ 10 if %s else 0 }}" % is_reference,
+            "node_base_ntp_allow": "{{ ['all'] if %s else [] }}" % is_reference,
+        }
 
     def package_vars(self, versions):
         """The lab's package server as the vendor's site, with the real checksums of the files it serves."""

@@ -62,6 +62,7 @@ def on_premises(node_image, debs):
         example.start()
     lab_vars = with_url_secrets(example.package_vars(ON_PREMISES_VERSIONS))
     lab_vars.update({"shared_storage_mount_state": "present", "postgresql_client_addresses": [example.subnet()]})
+    lab_vars.update(example.time_vars(example.groups()["database"][0]))
     example.write_inventory(lab_vars)
     example.site = example.require(example.playbook("site.yml", verbosity=3), "site.yml")
     yield example

@@ -35,7 +35,9 @@ def aws(node_image, debs):
     lab.postgres.exec("systemctl restart postgresql@15-main && for i in $(seq 60); do pg_isready -q && break; sleep 0.5;"
                       " done; pg_isready")
     example.start()
-    example.write_inventory(example.package_vars({"package_manager": "2023.12.0-13"}))
+    lab_vars = example.package_vars({"package_manager": "2023.12.0-13"})
+    lab_vars.update(example.time_vars(example.hosts()[0]))
+    example.write_inventory(lab_vars)
     example.site = example.require(example.playbook("site.yml"), "site.yml")
     yield example
     if not os.environ.get("POSITOPS_KEEP_LAB"):
