@@ -31,9 +31,6 @@ def aws(node_image, debs):
     lab.ensure_network()
     lab.start_postgres(name="rds")
     lab.create_database("rstudio_pm", "rstudio_pm", DB_PASSWORD)
-    # The package's postinst started PostgreSQL before listen_addresses was set: restart it to listen on the network.
-    lab.postgres.exec("systemctl restart postgresql@15-main && for i in $(seq 60); do pg_isready -q && break; sleep 0.5;"
-                      " done; pg_isready")
     example.start()
     lab_vars = example.package_vars({"package_manager": "2023.12.0-13"})
     lab_vars.update(example.time_vars(example.hosts()[0]))

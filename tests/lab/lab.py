@@ -262,7 +262,8 @@ class Lab:
             "set -e; conf=/etc/postgresql/15/main;"
             " echo \"listen_addresses = '*'\" >> $conf/postgresql.conf;"
             " echo 'host all all 0.0.0.0/0 scram-sha-256' >> $conf/pg_hba.conf;"
-            " systemctl enable --now postgresql@15-main >/dev/null 2>&1;"
+            # The package's postinst already started it, listening on localhost only: restart to read the above.
+            " systemctl enable postgresql@15-main >/dev/null 2>&1; systemctl restart postgresql@15-main;"
             " for i in $(seq 60); do pg_isready -q && break; sleep 0.5; done; pg_isready")
         node.exec("psql -v ON_ERROR_STOP=1 -c \"ALTER ROLE postgres PASSWORD '%s'\"" % superuser_password,
                   user="postgres")
