@@ -381,10 +381,22 @@ class Cluster:
     def psql(self, database, sql):
         return self.db.output("psql -d %s -tAc %s" % (shlex.quote(database), shlex.quote(sql)), user="postgres")
 
+    def wait_until_dpkg_installs(self, node, run):
+        """Wait until dpkg unpacks the product's package on ``node`` (or ``run`` ended): the moment to kill the node.
+        Other dpkg runs do not count (e.g. ``dpkg --compare-versions``); "[d]" keeps pgrep off its own shell."""
+        pattern = "[d]pkg .*%s" % self.spec["package"]
+        wait_for(lambda: node.exec("pgrep -f %s" % shlex.quote(pattern), check=False).returncode == 0
+                 or not run.running(), timeout=900, what="dpkg to start installing %s on %s" % (
+                     self.spec["package"], node.name))
+
     def reset(self, version=None):
         """Back to a fresh cluster on ``version`` (default old) without new containers: stop the product, empty
         its database and shared data, reinstall the package, start, and put every node back in the pool."""
         version = version or self.old_version
+        for node in self.nodes + [self.db]:
+            if not node.is_running():  # a fault test killed it (and may have failed before starting it again)
+                node.start()
+                node.wait_for_systemd(timeout=120)
         database = {"package_manager": "rstudio_pm", "connect": "rstudio_connect",
                     "workbench": "rstudio_workbench"}[self.product]
         for node in self.nodes:

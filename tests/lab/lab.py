@@ -194,6 +194,10 @@ class Node:
     def start(self):
         docker("start", self.container)
 
+    def is_running(self):
+        proc = docker("inspect", "-f", "{{.State.Running}}", self.container, check=False)
+        return proc.stdout.strip() == "true"
+
 
 class Lab:
     def __init__(self, prefix=None):

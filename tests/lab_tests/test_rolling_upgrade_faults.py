@@ -43,9 +43,8 @@ def test_node_killed_during_its_install(cluster):
     write_canary(cluster)
     first, second = cluster.nodes
     run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-kill.log")
-    # The first batch (first node) goes offline, then installs: kill it as soon as dpkg starts on it.
-    wait_for(lambda: first.exec("pgrep -x dpkg", check=False).returncode == 0 or not run.running(),
-             timeout=900, what="dpkg to start on %s" % first.name)
+    # The first batch (first node) goes offline, then installs: kill it as soon as dpkg unpacks the package on it.
+    cluster.wait_until_dpkg_installs(first, run)
     assert run.running(), run.output()[-3000:]
     first.kill()
     rc = run.finish()

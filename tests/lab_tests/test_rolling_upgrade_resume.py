@@ -78,8 +78,7 @@ def test_first_node_killed_while_dpkg_installs_it(cluster):
     deploy_canary(cluster)
     first = cluster.nodes[0]
     run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-kill.log")
-    wait_for(lambda: first.exec("pgrep -x dpkg", check=False).returncode == 0 or not run.running(),
-             timeout=900, what="dpkg to start on %s" % first.name)
+    cluster.wait_until_dpkg_installs(first, run)
     assert run.running(), run.output()[-3000:]
     first.kill()
     assert run.finish() != 0
