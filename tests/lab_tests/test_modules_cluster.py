@@ -135,6 +135,9 @@ def cluster(lab, debs):
         node.write_file("/etc/rstudio/load-balancer", "www-host-name=%s\nbalancer=sessions\n" % name)
         node.write_file("/etc/rstudio/secure-cookie-key", WB_KEY + "\n", mode="0600")
         node.write_file("/etc/default/rstudio-server", WB_TUNING)
+        # Workbench does not create its shared storage path as root: the operator makes it, owned by the service
+        # account (the package created it with the same UID on every node of this lab).
+        node.exec("install -d -o rstudio-server -g rstudio-server /srv/shared/rstudio")
         node.exec("rstudio-server restart")
     nodes["pm1"].wait_until("%s cluster nodes | grep -c ' online$' | grep -qx 2" % RSPM, timeout=90)
     nodes["rsw1"].wait_until("rstudio-server list-nodes | grep -c ' Online ' | grep -qx 3", timeout=90)
