@@ -56,6 +56,8 @@ def nodes(lab, debs):
                                                       "username=rstudio\npassword=wb-secret\n" % db.name, mode="0600")
         node.write_file("/etc/rstudio/load-balancer", "www-host-name=%s\n" % name)
         node.write_file("/etc/default/rstudio-server", "RSTUDIO_LB_CHECKIN_SECONDS=2\n")
+        # The operator's step: Workbench does not create its shared storage path as root.
+        node.exec("install -d -o rstudio-server -g rstudio-server /srv/shared/rstudio")
     return found
 
 
