@@ -325,7 +325,8 @@ class Cluster:
         return "http://127.0.0.1:%d%s" % (self.spec["port"], self.spec["health"])
 
     def lb_status(self):
-        """``{server: status}`` of the product's HAProxy backend."""
+        """``{server: status}`` of the product's HAProxy backend, without the check counter HAProxy shows while a
+        state is in transition: a server forced up from MAINT reads "UP 1/2" until its next passed check."""
         script = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
                   "s.sendall(b'show stat\\n'); import sys; data = b''\n"
                   "while True:\n    chunk = s.recv(65536)\n    if not chunk: break\n    data += chunk\n"
@@ -336,7 +337,7 @@ class Cluster:
         for line in text.splitlines()[1:]:
             row = dict(zip(header, line.split(",")))
             if row.get("pxname") == self.product and row.get("svname") not in ("FRONTEND", "BACKEND"):
-                states[row["svname"]] = row["status"]
+                states[row["svname"]] = row["status"].split(" ")[0]
         return states
 
     def migration_seconds(self):
