@@ -8,7 +8,9 @@ Only what ties the inventory to a place is replaced, in a copy of ``hosts.yml`` 
 - what the lab stands in for: the vendor's download site (the lab's package server and the real SHA-256 of its
   .debs), NFS (one Docker volume per export, fstab entries only: ``shared_storage_mount_state: present``), the
   site's NTP servers (no NTP server is reachable from the lab: one inventory host is the local time reference and
-  the others follow it, as in inventories/lab).
+  the others follow it, as in inventories/lab), the site's TLS certificate (``files/<name>.pem`` beside the
+  inventory, a self-signed one here, its key in the vault variables), and the site's addresses a load balancer binds
+  (the load balancer containers may bind addresses they do not hold: ``net.ipv4.ip_nonlocal_bind``).
 The example's group_vars are used as they are (a symlink), so a change there is what the lab runs.
 """
 
@@ -88,7 +90,8 @@ class ExampleLab:
             for group, members in self.groups().items():
                 if host in members:
                     volumes.update({self.lab.volume(name): path for name, path in self.volumes.get(group, {}).items()})
-            self.lab.start_node(self.short(host), volumes=volumes)
+            sysctls = {"net.ipv4.ip_nonlocal_bind": 1} if host in self.groups().get("load_balancer", []) else {}
+            self.lab.start_node(self.short(host), volumes=volumes, sysctls=sysctls)
             self.alias(self.short(host), [host])
         for short, names in self.extra_aliases.items():
             self.alias(short, names)
@@ -107,9 +110,13 @@ class ExampleLab:
         return str(ipaddress.ip_network(data["IPAM"]["Config"][0]["Subnet"]))
 
     def write_inventory(self, lab_vars):
-        if self.inventory.exists():
-            shutil.rmtree(self.inventory)
-        self.inventory.mkdir(parents=True)
+        for entry in (self.inventory.iterdir() if self.inventory.exists() else ()):
+            if entry.name != "files":  # the site's files (site_certificate) stay
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        self.inventory.mkdir(parents=True, exist_ok=True)
         hosts = json.loads(json.dumps(self.hosts_yml))
         for spec in hosts["all"]["children"].values():
             for host in list((spec or {}).get("hosts") or {}):
@@ -123,6 +130,18 @@ class ExampleLab:
         variables = dict(self.secrets)
         variables.update(lab_vars)
         (self.dir / "lab-vars.json").write_text(json.dumps(variables, indent=2) + "\n")
+
+    def site_certificate(self, name):
+        """A self-signed certificate at ``files/<name>.pem`` beside the inventory (where the example looks for the
+        site's own); returns its private key (PEM), which the example takes from the vault."""
+        files = self.inventory / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        key = self.dir / ("%s.key" % name)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
+                        "/CN=%s" % name, "-addext", "subjectAltName=DNS:%s,DNS:*.%s" % (name, name),
+                        "-keyout", str(key), "-out", str(files / ("%s.pem" % name))],
+                       capture_output=True, check=True)
+        return key.read_text()
 
     def time_vars(self, reference):
         """``reference`` (an inventory host) serves local time; every other host takes it as its only NTP server."""

@@ -23,6 +23,7 @@ BASE = os.environ.get("POSITOPS_LAB", "hd")
 DB_PASSWORD = "lab-Db-Secret-7"
 URL_PASSWORD = "lab-Url-Pass-8"
 URL_TOKEN = "lab-Url-Token-9"
+STATS_PASSWORD = "lab-Stats-Secret-6"
 ON_PREMISES_VERSIONS = {"package_manager": "2023.12.0-13", "connect": "2023.12.0", "workbench": "2023.12.0+369.pro3"}
 
 
@@ -57,6 +58,10 @@ def on_premises(node_image, debs):
         "package_manager": {"nfs-rstudio-pm": "/srv/shared/rstudio-pm"},
         "connect": {"nfs-rstudio-connect": "/srv/shared/rstudio-connect"},
         "workbench": {"nfs-home": "/home", "nfs-rstudio-server": "/srv/shared/rstudio-server"},
+    })
+    example.secrets.update({
+        "vault_load_balancer_tls_private_key": example.site_certificate("posit.example.com"),
+        "vault_load_balancer_stats_password": STATS_PASSWORD,
     })
     if not reuse:
         example.start()
@@ -119,7 +124,11 @@ def lab_secrets(example):
         "package URL basic auth header": base64.b64encode(("lab-user:%s" % URL_PASSWORD).encode()).decode(),
         "Package Manager encryption key": example.secrets["vault_package_manager_encryption_key"],
         "Workbench secure cookie key": example.secrets["vault_workbench_secure_cookie_key"],
+        "load balancer stats password": STATS_PASSWORD,
     }
+    for number, line in enumerate(example.secrets["vault_load_balancer_tls_private_key"].splitlines()):
+        if len(line) >= 40 and not line.startswith("-----"):
+            found["TLS private key line %d" % number] = line
     node = example.node("workbench1.posit.example.com")
     found["secure cookie key on the node"] = node.read_file("/etc/rstudio/secure-cookie-key").strip()
     pem = node.read_file("/etc/rstudio/launcher.pem").splitlines()

@@ -221,10 +221,11 @@ class Lab:
         # Bare nodes install what the roles need through the shared package cache (tests/lab/aptcache.py).
         aptcache.AptCache().ensure().attach(self.network)
 
-    def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True, publish=()):
+    def start_node(self, name, volumes=None, env=None, image_tag=None, command=None, boot=True, publish=(),
+                   sysctls=None):
         """Start a systemd container (or ``command`` instead of systemd) named ``<prefix>-<name>``, its apt
         pointed at the lab's package cache; each port of ``publish`` is published on 127.0.0.1 (a free port,
-        see Node.published), where the host's probes reach it."""
+        see Node.published), where the host's probes reach it; ``sysctls``: the container's namespaced sysctls."""
         self.ensure_network()
         node = Node(self, name)
         docker("rm", "-f", "-v", node.container, check=False)
@@ -240,6 +241,8 @@ class Lab:
             args += ["-e", "%s=%s" % (key, value)]
         for port in publish:
             args += ["-p", "127.0.0.1::%d" % port]
+        for key, value in (sysctls or {}).items():
+            args += ["--sysctl", "%s=%s" % (key, value)]
         args.append(image_tag or image.build())
         if command:
             args += list(command)

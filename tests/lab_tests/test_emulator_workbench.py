@@ -286,9 +286,10 @@ def test_missed_check_in_and_recovery(wb):
     while status_of(rsw1, "rsw2") != "Missed check-in":
         assert time.monotonic() < deadline, "rsw2 never showed Missed check-in"
         time.sleep(1)
-    # Still listed with its last known load (seed 004: "(unreachable)  Load: 0, 0, 0").
+    # Still listed with its last known load (seed 004: "(unreachable)  Load: 0, 0, 0"). The page waits for each
+    # node up to the load balancer's timeout (10 s by default, seed 004), so the client waits longer than that.
     assert re.search(r"^rsw2:8787 \(unreachable\)  Load: [\d.e-]+, [\d.e-]+, [\d.e-]+$",
-                     rsw1.http_ok("http://localhost:8787/load-balancer/status"), re.M)
+                     rsw1.http_ok("http://localhost:8787/load-balancer/status", timeout=40), re.M)
     rsw2.start()
     rsw2.wait_for_systemd()
     rsw2.wait_until("systemctl is-active rstudio-server", timeout=60)
