@@ -50,7 +50,9 @@ def test_rerun_while_the_first_node_still_migrates_lets_it_finish(cluster):
     """The bug this guards: the re-run's plan put the migrating node into the stop step and stopped it, then skipped
     its start (a stale 'active' fact): a whole-cluster outage with an interrupted migration."""
     deploy_canary(cluster)
-    cluster.tuning = dict(FAST_TUNING, POSITEMU_MIGRATION_SECONDS="15")
+    # Long enough to outlast the playbook's own turns between the package's postinst (which starts the node and
+    # its migration) and the health wait: ~20 s on the loaded 2-CPU lab host.
+    cluster.tuning = dict(FAST_TUNING, POSITEMU_MIGRATION_SECONDS="45")
     for node in cluster.nodes:
         cluster.write_tuning(node)
     first = cluster.nodes[0]
