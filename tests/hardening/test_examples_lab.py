@@ -115,6 +115,12 @@ def test_on_premises_rolling_upgrade_at_the_same_version_has_nothing_to_do(on_pr
     assert result.changed() == 0, result.recap()
 
 
+def pem_body_lines(name, pem):
+    """The base64 lines of a PEM key, each a secret to look for (the BEGIN/END lines are not)."""
+    return {"%s line %d" % (name, number): line for number, line in enumerate(pem.splitlines())
+            if len(line) >= 40 and not line.startswith("-----")}
+
+
 def lab_secrets(example):
     """Every secret of the on-premises lab: what the vault holds, what the URL carries, the keys read off the nodes."""
     found = {
@@ -126,15 +132,10 @@ def lab_secrets(example):
         "Workbench secure cookie key": example.secrets["vault_workbench_secure_cookie_key"],
         "load balancer stats password": STATS_PASSWORD,
     }
-    for number, line in enumerate(example.secrets["vault_load_balancer_tls_private_key"].splitlines()):
-        if len(line) >= 40 and not line.startswith("-----"):
-            found["TLS private key line %d" % number] = line
+    found.update(pem_body_lines("TLS private key", example.secrets["vault_load_balancer_tls_private_key"]))
     node = example.node("workbench1.posit.example.com")
     found["secure cookie key on the node"] = node.read_file("/etc/rstudio/secure-cookie-key").strip()
-    pem = node.read_file("/etc/rstudio/launcher.pem").splitlines()
-    for number, line in enumerate(pem):
-        if len(line) >= 40 and not line.startswith("-----"):
-            found["launcher.pem line %d" % number] = line
+    found.update(pem_body_lines("launcher.pem", node.read_file("/etc/rstudio/launcher.pem")))
     found["Package Manager key on the node"] = example.node("pm1.posit.example.com").read_file(
         "/var/lib/rstudio-pm/rstudio-pm.key").strip()
     return {name: value for name, value in found.items() if value}
