@@ -34,14 +34,17 @@ GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
 PRODUCTS = {
     "package_manager": {"package": "rstudio-pm", "service": "rstudio-pm", "port": 4242, "health": "/__ping__",
                         "old": "2023.08.4-20", "new": "2023.12.0-13", "node": "pm",
-                        "schemas": {"2023.08.4-20": 41, "2023.12.0-13": 42}, "database": "rstudio_pm"},
+                        "schemas": {"2023.08.4-20": 41, "2023.12.0-13": 42}, "database": "rstudio_pm",
+                        "config_dir": "/etc/rstudio-pm", "shared_dir": "/srv/shared/rstudio-pm"},
     "connect": {"package": "rstudio-connect", "service": "rstudio-connect", "port": 3939, "health": "/__ping__",
                 "old": "2023.09.0", "new": "2023.12.0", "node": "rsc",
-                "schemas": {"2023.09.0": 71, "2023.12.0": 72}, "database": "rstudio_connect"},
+                "schemas": {"2023.09.0": 71, "2023.12.0": 72}, "database": "rstudio_connect",
+                "config_dir": "/etc/rstudio-connect", "shared_dir": "/srv/shared/rstudio-connect"},
     "workbench": {"package": "rstudio-workbench", "service": "rstudio-server", "port": 8787,
                   "health": "/health-check", "old": "2023.09.1+494.pro2", "new": "2023.12.0+369.pro3",
                   "node": "rsw", "schemas": {"2023.09.1+494.pro2": 11, "2023.12.0+369.pro3": 12},
-                  "database": "rstudio_workbench"},
+                  "database": "rstudio_workbench", "config_dir": "/etc/rstudio",
+                  "shared_dir": "/srv/shared/rstudio-server"},
 }
 
 # Emulator tuning for short tests (read from /etc/default/<service>): a 2 s migration, schema checks and mode
@@ -115,6 +118,9 @@ class RunningPlaybook:
 
 
 class Cluster:
+    # The product's configuration as site.yml wrote it, on each node (up() takes it, reset() puts it back).
+    CONFIG_SNAPSHOT = "/root/positops-lab-config.tar"
+
     def __init__(self, lab, product, nodes=3, tuning=None, load_balancer=True):
         if product not in PRODUCTS:
             raise ValueError("product must be one of %s" % ", ".join(PRODUCTS))
@@ -237,19 +243,13 @@ class Cluster:
         assert result.changed() == 0, result.recap()
         assert "nothing to do, every node already runs it and serves" in result.output
 
-    def upgrade_all_out_together(self, log_name):
-        """Rolling upgrade of a product whose nodes all leave service before any is upgraded (Connect, Workbench):
-        it must succeed and plan exactly that, every node out together and the first one back first."""
-        assert self.schema_version() == self.spec["schemas"][self.old_version]
-        result = self.playbook("rolling_upgrade.yml", extra_vars=self.upgrade_vars(), log=self.dir / log_name)
-        assert result.rc == 0, result.output[-4000:]
-        self.assert_planned_all_out_together(result)
-        return result
-
-    def assert_planned_all_out_together(self, result):
+    def assert_planned_first_unpacked_then_all_out(self, result):
+        """The plan of a product whose nodes may not serve beside a newer one (Connect, Workbench): the first node
+        leaves service and gets the new package unpacked while the others serve, then the others leave together,
+        and the first comes back first (it migrates the schema)."""
         hosts = self.hosts()
-        assert ("upgraded while the others serve: none; out of service together: %s; first back (schema migration): "
-                "%s" % (", ".join(hosts), hosts[0])) in result.output
+        assert ("upgraded while the others serve: %s; out of service together: %s; first back (schema migration): "
+                "%s" % (hosts[0], ", ".join(hosts[1:]), hosts[0])) in result.output
 
     def assert_upgraded_and_serving(self):
         """Every node on the new version and healthy, all UP at the load balancer, the schema migrated, and no node
@@ -308,6 +308,8 @@ class Cluster:
         if result.rc != 0:
             raise LabError("site.yml failed (rc=%s), log in %s:\n%s" % (
                 result.rc, self.dir / "site.log", result.output[-6000:]))
+        for node in self.nodes:  # what reset() puts back
+            node.exec("tar -C / -cf %s %s" % (self.CONFIG_SNAPSHOT, self.spec["config_dir"].lstrip("/")))
         return result
 
     # -- observations -------------------------------------------------------------------------------------------
@@ -339,6 +341,11 @@ class Cluster:
             if row.get("pxname") == self.product and row.get("svname") not in ("FRONTEND", "BACKEND"):
                 states[row["svname"]] = row["status"].split(" ")[0]
         return states
+
+    def migrations_started(self):
+        """How many schema migrations the nodes' journals show starting (reset() empties the journals)."""
+        return sum(node.journal(self.spec["service"], lines=None).count("Migrating the database schema")
+                   for node in self.nodes)
 
     def migration_seconds(self):
         """Length of the schema migration, from the journal of the node that ran it (0 when none ran)."""
@@ -391,30 +398,36 @@ class Cluster:
                      self.spec["package"], node.name))
 
     def reset(self, version=None):
-        """Back to a fresh cluster on ``version`` (default old) without new containers: stop the product, empty
-        its database and shared data, reinstall the package, start, and put every node back in the pool."""
+        """Back to the cluster up() built, on ``version`` (default old), without new containers: stop the product,
+        empty its database, shared data, backups and journal, reinstall the package, put back the configuration
+        site.yml wrote and the fast tuning, start, and put every node back in the pool with the hold off."""
         version = version or self.old_version
         for node in self.nodes + [self.db]:
             if not node.is_running():  # a fault test killed it (and may have failed before starting it again)
                 node.start()
                 node.wait_for_systemd(timeout=120)
-        database = {"package_manager": "rstudio_pm", "connect": "rstudio_connect",
-                    "workbench": "rstudio_workbench"}[self.product]
         for node in self.nodes:
             node.exec("systemctl stop %s" % self.spec["service"], check=False)
         self.db.exec("systemctl start postgresql@15-main && for i in $(seq 60); do pg_isready -q && break; "
                      "sleep 0.5; done", check=False)
+        database = self.spec["database"]
         self.psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
         self.psql("postgres", "CREATE DATABASE %s OWNER %s" % (database, database))
-        self.nodes[0].exec("find /srv/shared/%s -mindepth 1 -delete" % self.spec["package"].replace(
-            "rstudio-workbench", "rstudio-server"), check=False)
+        self.nodes[0].exec("find %s -mindepth 1 -delete" % self.spec["shared_dir"], check=False)
+        self.tuning = dict(FAST_TUNING)
         for node in self.nodes:
             node.install_package(self.lab.node("pkgs"), deb_file(self.spec["package"], version),
                                  apt_options="--allow-downgrades -o Dpkg::Options::=--force-confold")
+            node.exec("rm -rf /var/backups/positops %s && tar -C / -xf %s" % (
+                self.spec["config_dir"], self.CONFIG_SNAPSHOT))
+            # The journal starts again too: tests count the migrations a run started, and time the last one.
+            node.exec("journalctl --rotate --vacuum-time=1s", check=False)
+            self.write_tuning(node)
             node.exec("systemctl restart %s" % self.spec["service"])
         for node in self.nodes:
             node.wait_http(self.health_url(), timeout=120)
         if self.with_load_balancer:
+            self.lb_command("clear map /etc/haproxy/positops-hold.map")
             for host in self.hosts():
                 self.lb_command("set server %s/%s state ready" % (self.product, host))
         self.wait_lb_up()

@@ -1,7 +1,12 @@
 """Fixtures for tests that run against the Docker lab (see tests/lab/).
 
 Each test module gets its own lab prefix (derived from the module name) so modules do not share containers and
-can run in parallel with pytest-xdist's ``--dist loadfile``. The node image and the .debs are built once.
+can run in parallel with pytest-xdist. The node image and the .debs are built once.
+
+Building a product cluster (containers and site.yml from bare nodes) is the longest part of most modules, so the
+modules that need the same 2-node cluster of a product share one: ``cluster_pool.get(product)`` builds it on first
+use in the worker and resets it in place for each later module (``Cluster.reset``). Those modules carry the
+product's ``xdist_group`` mark (tests/conftest.py), so one worker runs them one after the other.
 """
 
 import os
@@ -10,6 +15,7 @@ import shutil
 import pytest
 
 from tests.lab import image
+from tests.lab.cluster import PRODUCTS, Cluster
 from tests.lab.lab import Lab, build_debs
 
 
@@ -47,31 +53,45 @@ def lab(request, node_image):
         lab.destroy()
 
 
-class LabFactory:
-    """Labs for a module whose fixture is parametrized (one lab per parameter): ``factory(suffix)`` makes one,
-    ``factory.done(lab)`` removes it when its parameter's tests are over, the rest go at the module's end."""
+class ClusterPool:
+    """2-node product clusters behind HAProxy shared by the modules of one worker: ``get(product)`` builds the
+    product's cluster the first time and resets it in place after that; ``take(product)`` hands it over for good
+    (a module that leaves the cluster unfit to reset, such as ha_to_single_node, which retires a node)."""
 
     def __init__(self, base):
         self.base = base
-        self.labs = []
+        self.clusters = {}
+        self.taken = []
 
-    def __call__(self, suffix):
-        lab = Lab("%s-%s" % (self.base, suffix))
+    def get(self, product):
+        cluster = self.clusters.get(product)
+        if cluster is not None:
+            cluster.reset()
+            return cluster
+        lab = Lab("%s-pool-%s" % (self.base, PRODUCTS[product]["node"]))
         lab.destroy()
-        self.labs.append(lab)
-        return lab
+        cluster = Cluster(lab, product, nodes=2)
+        cluster.up()
+        self.clusters[product] = cluster
+        return cluster
 
-    def done(self, lab):
-        if not os.environ.get("POSITOPS_KEEP_LAB"):
-            lab.destroy()
+    def take(self, product):
+        cluster = self.get(product)
+        del self.clusters[product]
+        self.taken.append(cluster)
+        return cluster
 
     def close(self):
-        for lab in self.labs:
-            self.done(lab)
+        if os.environ.get("POSITOPS_KEEP_LAB"):
+            return
+        for cluster in list(self.clusters.values()) + self.taken:
+            cluster.destroy()
 
 
-@pytest.fixture(scope="module")
-def lab_factory(request, node_image):
-    factory = LabFactory(module_lab_prefix(request))
-    yield factory
-    factory.close()
+@pytest.fixture(scope="session")
+def cluster_pool(node_image, debs):
+    # The worker's name keeps two workers' pools apart, should one product's modules ever run on both.
+    base = "-".join(filter(None, [os.environ.get("POSITOPS_LAB", "it"), os.environ.get("PYTEST_XDIST_WORKER")]))
+    pool = ClusterPool(base)
+    yield pool
+    pool.close()

@@ -1,4 +1,4 @@
-"""Leaving HA for one node on a 2-node Package Manager cluster (one lab for the module): refusals and check mode
+"""Leaving HA for one node on a 2-node Package Manager cluster (the pooled lab cluster, taken for good): refusals and check mode
 change nothing; the run backs up first, takes pm2 out at HAProxy and stops it while it is still being written to,
 fingerprints the share once after the stop, moves the data to pm1 with every file written before the stop, marks
 pm2 retired; a second run changes nothing; the next site.yml refuses pm2 until told.
@@ -9,8 +9,6 @@ import re
 import subprocess
 
 import pytest
-
-from tests.lab.cluster import Cluster
 
 pytestmark = pytest.mark.lab
 
@@ -33,9 +31,8 @@ WRITER = ("import itertools, time, urllib.request\n"
 
 
 @pytest.fixture(scope="module")
-def cluster(lab, debs):
-    cluster = Cluster(lab, "package_manager", nodes=2)
-    cluster.up()
+def cluster(cluster_pool):
+    cluster = cluster_pool.take("package_manager")  # a node is retired here: the pool must not reset it
     first = cluster.nodes[0]
     first.http_ok("http://127.0.0.1:4242/__api__/repos?name=single-canary", method="POST")
     first.http_ok("http://127.0.0.1:4242/__emulator__/data/canary/single.txt", method="PUT", data="kept")

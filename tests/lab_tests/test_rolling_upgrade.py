@@ -1,6 +1,6 @@
 """Rolling upgrade of a 2-node Package Manager cluster behind HAProxy, with two faults on the way.
 
-One lab for the module, in order: a package URL that 404s (stops before any node leaves service), a migration
+The product's pooled lab cluster (tests/lab_tests/conftest.py), in order: a package URL that 404s (stops before any node leaves service), a migration
 timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
 After every run: no node serves with a binary older than the database schema, and the data written before the
 upgrade (a repository in PostgreSQL, a file on the share) is still there. Last, on the same cluster, site.yml
@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from tests.lab.cluster import Cluster
 from tests.lab.traffic import Traffic
 
 pytestmark = pytest.mark.lab
@@ -23,9 +22,8 @@ SHARED_CONTENT = "written before the upgrade\n"
 
 
 @pytest.fixture(scope="module")
-def cluster(lab, debs):
-    cluster = Cluster(lab, "package_manager", nodes=2)
-    cluster.up()
+def cluster(cluster_pool):
+    cluster = cluster_pool.get("package_manager")
     first = cluster.nodes[0]
     first.http_ok("http://127.0.0.1:4242/__api__/repos?name=%s" % REPO_NAME, method="POST")
     first.http_ok("http://127.0.0.1:4242/__emulator__/data/%s" % SHARED_FILE, method="PUT", data=SHARED_CONTENT)

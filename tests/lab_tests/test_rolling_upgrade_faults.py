@@ -5,7 +5,7 @@ serves with a binary older than the schema, no data is lost, and a re-run finish
 
 import pytest
 
-from tests.lab.cluster import Cluster, wait_for
+from tests.lab.cluster import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -13,10 +13,8 @@ REPO_NAME = "fault-canary"
 
 
 @pytest.fixture(scope="module")
-def cluster(lab, debs):
-    cluster = Cluster(lab, "package_manager", nodes=2)
-    cluster.up()
-    return cluster
+def cluster(cluster_pool):
+    return cluster_pool.get("package_manager")
 
 
 def write_canary(cluster):

@@ -1,7 +1,7 @@
 """Connect and Workbench rolling upgrades interrupted at their worst moments, then resumed by running the same command:
-the first node killed while dpkg installs it, PostgreSQL restarted while it migrates the schema, and a timeout too
-short for the migration, the re-run starting while the first node is still migrating (which must neither be
-stopped nor left half-migrated). Package Manager's own fault tests are in test_rolling_upgrade_faults.py.
+the first node killed while dpkg installs it, and PostgreSQL restarted while it migrates the schema. The re-run that
+starts while the first node still migrates is Connect's (test_rolling_upgrade_connect.py); Package Manager's own
+fault tests are in test_rolling_upgrade_faults.py.
 
 After every re-run: every node on the new version and healthy, UP at HAProxy, the schema migrated once, no node
 serving with a binary older than the schema, and (Connect) content deployed before the upgrade served by every node.
@@ -9,7 +9,7 @@ serving with a binary older than the schema, and (Connect) content deployed befo
 
 import pytest
 
-from tests.lab.cluster import FAST_TUNING, Cluster, wait_for
+from tests.lab.cluster import FAST_TUNING, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -19,11 +19,8 @@ MIGRATING = "Migrating the database schema"
 
 
 @pytest.fixture(scope="module", params=PRODUCTS)
-def cluster(request, lab_factory, debs):
-    cluster = Cluster(lab_factory(request.param), request.param, nodes=2)
-    cluster.up()
-    yield cluster
-    lab_factory.done(cluster.lab)
+def cluster(request, cluster_pool):
+    return cluster_pool.get(request.param)
 
 
 def deploy_canary(cluster):
@@ -40,39 +37,6 @@ def assert_resumed(cluster, rerun_log):
         for node in cluster.nodes:
             assert node.http_ok("http://127.0.0.1:3939/content/%s/" % CONTENT) == BUNDLE
     return result
-
-
-def migrations_started(cluster):
-    return sum(node.journal(cluster.spec["service"], lines=None).count(MIGRATING) for node in cluster.nodes)
-
-
-def test_rerun_while_the_first_node_still_migrates_lets_it_finish(cluster):
-    """The bug this guards: the re-run's plan put the migrating node into the stop step and stopped it, then skipped
-    its start (a stale 'active' fact): a whole-cluster outage with an interrupted migration."""
-    deploy_canary(cluster)
-    # Long enough to outlast the playbook's own turns between the package's postinst (which starts the node and
-    # its migration) and the health wait: ~20 s on the loaded 2-CPU lab host.
-    cluster.tuning = dict(FAST_TUNING, POSITEMU_MIGRATION_SECONDS="45")
-    for node in cluster.nodes:
-        cluster.write_tuning(node)
-    first = cluster.nodes[0]
-    try:
-        short = cluster.playbook("rolling_upgrade.yml", extra_vars=cluster.upgrade_vars(
-            rolling_upgrade_migration_timeout=3), log=cluster.dir / "run-short-timeout.log")
-        assert short.rc != 0
-        assert "stopped in step 'first'" in short.output and "run the same command again" in short.output
-        # Still migrating when the re-run starts: running, not healthy yet.
-        assert cluster.service_active(first) and cluster.health(first) == 503
-        assert migrations_started(cluster) == 1
-        result = assert_resumed(cluster, "run-while-migrating.log")
-        assert "first back (schema migration): %s" % cluster.hosts()[0] in result.output
-        # One migration, run to its end: a stopped or restarted node would have started it again.
-        assert migrations_started(cluster) == 1
-        assert "schema migration to version" in first.journal(cluster.spec["service"], lines=None)
-    finally:
-        cluster.tuning = dict(FAST_TUNING)
-        for node in cluster.nodes:
-            cluster.write_tuning(node)
 
 
 def test_first_node_killed_while_dpkg_installs_it(cluster):

@@ -1,5 +1,6 @@
-"""Rolling upgrade of a 2-node Workbench cluster behind HAProxy (its own lab, so it runs beside the Package Manager
-modules): every node must run the same version, so every node leaves service before any is upgraded; afterwards
+"""Rolling upgrade of a 2-node Workbench cluster behind HAProxy (Workbench's pooled lab
+cluster): every node must run the same version, so no node serves beside an upgraded one: the first leaves service
+and gets the new package unpacked (not started) while the other serves, then the other leaves too; afterwards
 both serve the new version on the migrated schema, the load balancer has both back, and a second run changes
 nothing. Clients without a session (the sign-in page, ~20 req/s through HAProxy) see no failure; a slow upload is
 cut at the drain deadline without stopping the run; the report names the user session stopping a node ended.
@@ -10,18 +11,14 @@ import re
 
 import pytest
 
-from tests.lab.cluster import Cluster
-
 pytestmark = pytest.mark.lab
 
 DRAIN_TIMEOUT = 5
 
 
 @pytest.fixture(scope="module")
-def cluster(lab, debs):
-    cluster = Cluster(lab, "workbench", nodes=2)
-    cluster.up()
-    return cluster
+def cluster(cluster_pool):
+    return cluster_pool.get("workbench")
 
 
 def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
@@ -31,7 +28,7 @@ def test_nodes_leave_service_together_and_come_back_upgraded(cluster):
     result, summary, _long_outcome, cut = cluster.upgrade_under_traffic(
         "run-workbench.log", "/", lambda status, body: status < 500, rolling_upgrade_drain_timeout=DRAIN_TIMEOUT)
     cluster.assert_upgrade_under_traffic(result, summary, cut, DRAIN_TIMEOUT)
-    cluster.assert_planned_all_out_together(result)
+    cluster.assert_planned_first_unpacked_then_all_out(result)
     # The post-check's line for the node that ran the session names it.
     assert re.search(r'"%s \S+ serving load balancer UP, \d+ session\(s\) cut at the drain deadline, sessions '
                      r'ended: %d - jdoe"' % (re.escape(cluster.hosts()[1]), session["pid"]), result.output), \
