@@ -47,6 +47,9 @@ PRODUCTS = {
                   "shared_dir": "/srv/shared/rstudio-server"},
 }
 
+# The load balancer's map of hold switches (load_balancer_hold_map's default).
+HOLD_MAP = "/etc/haproxy/positops-hold.map"
+
 # Emulator tuning for short tests (read from /etc/default/<service>): a 2 s migration, schema checks and mode
 # polls every second.
 FAST_TUNING = {"POSITEMU_MIGRATION_SECONDS": "2", "POSITEMU_SCHEMA_CHECK_SECONDS": "2",
@@ -427,14 +430,14 @@ class Cluster:
         for node in self.nodes:
             node.wait_http(self.health_url(), timeout=120)
         if self.with_load_balancer:
-            self.lb_command("clear map /etc/haproxy/positops-hold.map")
+            self.lb_command("clear map %s" % HOLD_MAP)
             for host in self.hosts():
                 self.lb_command("set server %s/%s state ready" % (self.product, host))
         self.wait_lb_up()
 
     def lb_hold_on(self):
         """Whether the load balancer's hold switch for the product's backend is set (positops.ha.haproxy_hold)."""
-        entries = self.lb_command("show map /etc/haproxy/positops-hold.map").split()
+        entries = self.lb_command("show map %s" % HOLD_MAP).split()
         return self.product in entries
 
     def lb_command(self, command):

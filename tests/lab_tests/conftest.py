@@ -5,8 +5,8 @@ can run in parallel with pytest-xdist. The node image and the .debs are built on
 
 Building a product cluster (containers and site.yml from bare nodes) is the longest part of most modules, so the
 modules that need the same 2-node cluster of a product share one: ``cluster_pool.get(product)`` builds it on first
-use in the worker and resets it in place for each later module (``Cluster.reset``). Those modules carry the
-product's ``xdist_group`` mark (tests/conftest.py), so one worker runs them one after the other.
+use in the worker and resets it in place for each later module (``Cluster.reset``). tests/conftest.py makes them
+one unit of work per product, so one worker runs them one after the other.
 """
 
 import os
