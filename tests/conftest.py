@@ -62,6 +62,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank(item.nodeid))  # stable: tests keep their order within a module
 
 
+@pytest.hookimpl(optionalhook=True)  # a plain pytest run (no xdist) has no such hook
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling  # only where xdist runs the session
 

@@ -5,6 +5,7 @@ without this test failing; when the image is built, its dpkg database is checked
 """
 
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -41,7 +42,11 @@ def apt_packages_in_the_collection():
             args = task.get("ansible.builtin.apt") or task.get("apt")
             if isinstance(args, dict) and "name" in args:
                 wanted = args["name"] if isinstance(args["name"], list) else [args["name"]]
-                names.update(str(name).split("{{", maxsplit=1)[0].rstrip("-") for name in wanted)
+                for name in map(str, wanted):
+                    literal, _, expression = name.partition("{{")
+                    # "postgresql-{{ v }}" gives postgresql; "{{ ['haproxy'] + ... }}" gives its quoted names.
+                    names.update([literal.rstrip("-")] if literal else re.findall(r"'([a-z0-9][a-z0-9.+-]*)'",
+                                                                                  expression))
     return names
 
 
