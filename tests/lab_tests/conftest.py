@@ -62,16 +62,25 @@ class ClusterPool:
         self.base = base
         self.clusters = {}
         self.taken = []
+        self.build_failures = {}
 
     def get(self, product):
         cluster = self.clusters.get(product)
         if cluster is not None:
             cluster.reset()
             return cluster
+        if product in self.build_failures:
+            # Each later module would otherwise build again and wait out the same failure (a CI run lost an hour).
+            pytest.fail("the pooled %s cluster failed to build earlier in this worker: %s" % (
+                product, self.build_failures[product]))
         lab = Lab("%s-pool-%s" % (self.base, PRODUCTS[product]["node"]))
         lab.destroy()
         cluster = Cluster(lab, product, nodes=2)
-        cluster.up()
+        try:
+            cluster.up()
+        except Exception as error:
+            self.build_failures[product] = str(error)[-2000:]
+            raise
         self.clusters[product] = cluster
         return cluster
 
