@@ -70,7 +70,7 @@ class ClusterPool:
             cluster.reset()
             return cluster
         if product in self.build_failures:
-            # Each later module would otherwise build again and wait out the same failure (a CI run lost an hour).
+            # Each later module would otherwise build again and wait out the same failure, minutes each.
             pytest.fail("the pooled %s cluster failed to build earlier in this worker: %s" % (
                 product, self.build_failures[product]))
         lab = Lab("%s-pool-%s" % (self.base, PRODUCTS[product]["node"]))
