@@ -43,7 +43,7 @@ def apt_packages_in_the_collection():
             if isinstance(args, dict) and "name" in args:
                 wanted = args["name"] if isinstance(args["name"], list) else [args["name"]]
                 for name in map(str, wanted):
-                    literal, _, expression = name.partition("{{")
+                    literal, expression = (name.split("{{", 1) + [""])[:2]
                     # "postgresql-{{ v }}" gives postgresql; "{{ ['haproxy'] + ... }}" gives its quoted names.
                     names.update([literal.rstrip("-")] if literal else re.findall(r"'([a-z0-9][a-z0-9.+-]*)'",
                                                                                   expression))
