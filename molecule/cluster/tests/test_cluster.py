@@ -8,8 +8,8 @@ import pytest
 from conftest import RUNNER, DB, LB, config_without_node_keys, host, http, lab_accounts, products, sha256_of
 
 
-def test_the_cluster_has_three_nodes(product):
-    assert len(product.nodes) == 3, product.nodes
+def test_the_cluster_has_two_nodes(product):
+    assert len(product.nodes) == 2, product.nodes
 
 
 def test_same_uid_and_gid_on_every_node(product):
@@ -38,7 +38,7 @@ def test_same_configuration_checksum_except_per_node_keys(product):
 def test_per_node_keys_really_differ_where_documented(product):
     if product.name == "workbench":
         names = {host(node).check_output("grep ^www-host-name= /etc/rstudio/load-balancer") for node in product.nodes}
-        assert len(names) == 3, names
+        assert len(names) == len(product.nodes), names
         for node in product.nodes:
             assert host(node).file("/etc/rstudio/rserver.conf").contains("^load-balancing-enabled=1$")
             assert host(node).file("/etc/rstudio/rserver.conf").contains("^server-shared-storage-path=")
@@ -48,7 +48,7 @@ def test_per_node_keys_really_differ_where_documented(product):
     elif product.name == "package_manager":
         names = {host(node).check_output("grep -i '^HostName' /etc/rstudio-pm/rstudio-pm.gcfg")
                  for node in product.nodes}
-        assert len(names) == 3, names
+        assert len(names) == len(product.nodes), names
     else:
         for node in product.nodes:
             assert host(node).file("/etc/rstudio-connect/rstudio-connect.gcfg").contains("ScheduleConcurrency = 2")

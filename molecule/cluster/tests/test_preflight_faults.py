@@ -62,19 +62,19 @@ EFS_MOUNTS = ('{"shared_storage_mounts": [{"path": "/srv/shared", "src": "fs-012
 
 FAULTS = {
     "config drift": _fault(
-        CONNECT, [CONNECT.nodes[2]],
+        CONNECT, [CONNECT.nodes[-1]],
         inject=lambda n: (_backup(n, CONNECT_CONFIG),
                           host(n).check_output("printf '%%s\\n' '[Debug]' 'Log = verbose' >> %s", CONNECT_CONFIG)),
         revert=lambda n: _restore(n, CONNECT_CONFIG),
         label="[config drift]", fix="Fix: run playbooks/site.yml: it rewrites rstudio-connect.gcfg"),
     # A file site.yml does not write stops site.yml too: it cannot repair it.
     "unmanaged config file": _fault(
-        WORKBENCH, [WORKBENCH.nodes[2]],
+        WORKBENCH, [WORKBENCH.nodes[-1]],
         inject=lambda n: host(n).check_output("echo 'session-timeout-minutes=5' > /etc/rstudio/rsession.conf"),
         revert=lambda n: host(n).check_output("rm -f /etc/rstudio/rsession.conf"),
         label="[config drift]", fix="site.yml does not write it", playbook="site.yml"),
     "wrong uid": _fault(
-        WORKBENCH, [WORKBENCH.nodes[2]],
+        WORKBENCH, [WORKBENCH.nodes[-1]],
         inject=lambda n: _renumber(n, WB_USER, WB_UID, WB_UID + 777),
         revert=lambda n: _restore(n, "/etc/passwd"),
         label="[uid/gid mismatch]", fix="usermod -u %d %s" % (WB_UID, WB_USER)),
@@ -189,7 +189,7 @@ def test_nodes_holding_different_keys_stop_site_listing_fingerprints_and_the_vau
 
 def test_site_repairs_what_it_can_and_keeps_the_cluster_key_on_a_rebuilt_node():
     rebuilt, loose_key = PM.nodes[0], PM.nodes[1]
-    drifted, metrics_node = CONNECT.nodes[2], CONNECT.nodes[1]
+    drifted, metrics_node = CONNECT.nodes[0], CONNECT.nodes[1]
     no_chrony, lock_drift = WORKBENCH.nodes[0], WORKBENCH.nodes[1]
     old = dict((node, _fingerprint(node, PM_KEY)) for node in PM.nodes)
     assert len(set(old.values())) == 1, old
