@@ -99,7 +99,13 @@ CONTROL
     local name="${FILE_PATTERN//%p/$PACKAGE}"
     name="${name//%v/$VERSION}"
     name="${name//%a/$ARCH}"
-    dpkg-deb --root-owner-group -Zgzip -z1 --build "$stage" "$OUT/$name" >/dev/null
+    dpkg-deb --root-owner-group -Zgzip -z1 --build "$stage" "$WORK/$name" >/dev/null
+    # A lab's package server may be sending this file right now (a Molecule prepare rebuilds beside the pytest
+    # labs): an identical build leaves it alone, a different one replaces it by a rename, never in place.
+    if ! cmp -s "$WORK/$name" "$OUT/$name"; then
+        cp "$WORK/$name" "$OUT/.$name.new" && mv -f "$OUT/.$name.new" "$OUT/$name"
+    fi
+    rm -f "$WORK/$name"
     echo "$OUT/$name"
 }
 
