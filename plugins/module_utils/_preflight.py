@@ -843,22 +843,36 @@ def check_locktest(readings, record):
 
 # ---- time ------------------------------------------------------------------------------------------------------
 
+def _median(values):
+    """The middle value (the upper one of an even count): always one of the values, never between two clocks."""
+    return sorted(values)[len(values) // 2]
+
+
 def check_clock_offset(readings, max_offset):
     """Every node's clock is within ``max_offset`` seconds of the nodes' median (plus the time the reading took)."""
     clocks = [(node, _get(readings[node], "clock")) for node in _nodes(readings)]
     clocks = [(node, clock) for node, clock in clocks if clock and clock.get("reading") is not None]
     if not clocks:
         return []
+    if len(clocks) < 2:
+        return []  # one clock agrees with itself; whether it keeps time is check_time_sync's
     values = sorted(float(clock["reading"]) for unused, clock in clocks)
-    median = values[len(values) // 2]
+    reference = "the nodes' median"
+    if len(values) == 2:
+        # Two clocks that disagree cannot say which one is wrong: the controller's, which brackets every reading,
+        # is the third voice.
+        values = sorted(values + [_median([(float(clock.get("before", 0)) + float(clock.get("after", 0))) / 2
+                                           for unused, clock in clocks])])
+        reference = "the median of both nodes' clocks and the controller's"
+    median = _median(values)
     result = []
     for node, clock in clocks:
         slack = max(0.0, float(clock.get("after", 0)) - float(clock.get("before", 0)))
         offset = float(clock["reading"]) - median
         if abs(offset) > float(max_offset) + slack:
             result.append(finding(
-                node, "clock offset", "the clock is %.2f s off the nodes' median, more than the allowed %s s (+ %.2f s "
-                "of measurement)." % (offset, max_offset, slack),
+                node, "clock offset", "the clock is %.2f s off %s, more than the allowed %s s (+ %.2f s of "
+                "measurement)." % (offset, reference, max_offset, slack),
                 "synchronise the clocks with NTP (the node_base role configures chrony; check `chronyc tracking` on "
                 "%s, and on a container the host's clock)." % node))
     return result

@@ -572,6 +572,18 @@ def test_clock_offset_good_and_off():
     assert [f["node"] for f in found] == ["n2"] and "119.90 s off" in found[0]["problem"]
     assert "synchronise the clocks with NTP" in found[0]["fix"]
     assert pf.check_clock_offset({"n1": {}}, 1.0) == []
+    assert pf.check_clock_offset(clocks({"n1": 120}), 1.0) == []
+
+
+@pytest.mark.parametrize("wrong", ["n1", "n2"])
+@pytest.mark.parametrize("shift", [120, -120])
+def test_clock_offset_of_two_nodes_names_the_one_off_the_controller(wrong, shift):
+    """With two nodes the controller's clock breaks the tie, whichever node is off and in whichever direction."""
+    found = pf.check_clock_offset(clocks({"n1": shift if wrong == "n1" else 0, "n2": shift if wrong == "n2" else 0}),
+                                  1.0)
+    assert [f["node"] for f in found] == [wrong], found
+    assert "the median of both nodes' clocks and the controller's" in found[0]["problem"]
+    assert pf.check_clock_offset(clocks({"n1": 0.2, "n2": -0.3}), 1.0) == []
 
 
 SOURCES_SYNCED = "^,*,10.0.0.5,10,6,377,20,0.000010,0.000012,0.000100\n^,+,10.0.0.6,2,6,377,20,0.0001,0.0001,0.001"
