@@ -103,7 +103,7 @@ last_error:
   description: Why the last request got no answer (connection refused, timed out, ...); V(null) when it got one.
   returned: failure
   type: str
-  sample: "Request failed: <urlopen error [Errno 111] Connection refused>"
+  sample: "Request failed: <connection refused>"
 unit_state:
   description: The last C(ActiveState) read of O(service); V(null) when not read (no O(service), no C(systemctl)).
   returned: failure
