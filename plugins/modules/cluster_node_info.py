@@ -25,12 +25,8 @@ description:
 extends_documentation_fragment:
   - positops.ha.cluster_cli
   - ansible.builtin.action_common_attributes
+  - positops.ha.read_only
 attributes:
-  check_mode:
-    support: full
-    details: The module only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
   platform:
     platforms: posix
 author:

@@ -19,6 +19,7 @@ description:
 extends_documentation_fragment:
   - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
+  - positops.ha.read_only
 options:
   backends:
     description: Backends to read; all of them when empty. An unknown name fails, listing the backends there are.
@@ -29,12 +30,6 @@ options:
     description: The hold's switch map file (positops.ha.load_balancer C(load_balancer_hold_map)).
     type: path
     default: /etc/haproxy/positops-hold.map
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
 notes:
   - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
 author:

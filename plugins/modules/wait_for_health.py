@@ -21,6 +21,7 @@ description:
   - Changes nothing.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - positops.ha.read_only
 options:
   url:
     description: The health URL as seen from the node the module runs on, for example C(http://127.0.0.1:4242/__ping__).
@@ -49,11 +50,6 @@ options:
       - Not given, only the URL is polled.
     type: str
 attributes:
-  check_mode:
-    support: full
-    details: The module only reads, so it runs the same in check mode.
-  diff_mode:
-    support: none
   platform:
     platforms: posix
 notes:
