@@ -32,16 +32,25 @@ def _connection(url, timeout):
 
 
 def request(url, path, method="GET", timeout=5.0, headers=None):
-    """``(status, body bytes)`` of one request on a new connection; status 0 when nothing answered."""
+    """``(status, body bytes)`` of one request on a new connection; status 0 when nothing answered, with the
+    error's class name as the body (``TimeoutError``, ``ConnectionResetError``, ``RemoteDisconnected``...)."""
     connection = _connection(url, timeout)
     try:
         connection.request(method, path, headers=dict({"Connection": "close"}, **(headers or {})))
         response = connection.getresponse()
         return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        return 0, b""
+    except (OSError, http.client.HTTPException) as error:
+        return 0, type(error).__name__.encode()
     finally:
         connection.close()
+
+
+def _coarse(seconds):
+    """Seconds rounded to a bucket (<1, <5, <30, <60, else the ten below) so that failures group by cause."""
+    for bound in (1, 5, 30, 60):
+        if seconds < bound:
+            return "<%d" % bound
+    return ">=%d" % (int(seconds) // 10 * 10)
 
 
 class _Loop:
@@ -97,7 +106,8 @@ class Traffic(_Loop):
         status, body = request(self.url, self.path, self.method, self.timeout)
         seconds = time.monotonic() - started
         if status == 0:
-            ok, reason = False, "no answer"
+            # What the client saw and after how long: a timeout and a reset have different causes.
+            ok, reason = False, "no answer (%s after %s s)" % (body.decode(), _coarse(seconds))
         elif status >= 500:
             ok, reason = False, "http %d" % status
         elif not self.check(status, body):
