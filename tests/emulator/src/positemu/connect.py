@@ -311,7 +311,9 @@ class Daemon:
         return httpd.Response(200, json.dumps(jobs) + "\n", "application/json")
 
     def _build_server(self):
-        server = httpd.HttpServer(self.settings.listen_address, self.log, "rstudio-connect/" + self.info["version"])
+        # Connect is a Go server: it listens with the kernel's somaxconn, as Go does (assumption, README).
+        server = httpd.HttpServer(self.settings.listen_address, self.log, "rstudio-connect/" + self.info["version"],
+                                  backlog=httpd.SOMAXCONN)
         server.route("GET", "/__ping__", self.ping)
         server.route("GET", "/__api__/server_settings", self.server_settings)
         server.route("POST", "/__emulator__/content", self.deploy)

@@ -1,6 +1,6 @@
 """A threaded HTTP server with a tiny router and an in-flight request counter (for graceful offline mode).
 
-    server = HttpServer(("0.0.0.0", 4242), log)
+    server = HttpServer(("0.0.0.0", 4242), log, backlog=SOMAXCONN)
     server.route("GET", "/__ping__", lambda request: Response(200, "OK\\n"))
     server.route("GET", "/data/", handler, prefix=True)      # handler(request) -> Response
     server.start()                                            # serves in a background thread
@@ -10,6 +10,11 @@
 ``Request`` has ``method``, ``path`` (no query), ``query`` (dict of first values), ``headers``, ``body`` (bytes),
 ``client`` (address). A handler raising an exception gives a 500 with the error logged; a client hanging up
 before reading its answer is not logged.
+
+The listen backlog is the real server's, not socketserver's 5: connections beyond it get no answer for seconds
+(the kernel drops their SYN), so a burst (a load balancer letting held requests go) must meet the queue the product
+really has. ``SOMAXCONN`` is what a Go server listens with (``net.core.somaxconn``, read as Go's net package does);
+``NGINX_BACKLOG`` is nginx's default ``listen ... backlog`` on Linux (511).
 """
 
 import http.server
@@ -18,6 +23,21 @@ import sys
 import threading
 import time
 import urllib.parse
+
+NGINX_BACKLOG = 511
+SOMAXCONN = "somaxconn"
+
+
+def listen_backlog(backlog):
+    """The backlog to listen with: a number, or SOMAXCONN for the kernel's net.core.somaxconn (4096 on current
+    kernels; 128 when the file cannot be read, Linux's SOMAXCONN before 5.4)."""
+    if backlog != SOMAXCONN:
+        return int(backlog)
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as handle:
+            return min(int(handle.read().split()[0]), 65535)
+    except (OSError, ValueError, IndexError):
+        return 128
 
 
 class Response:
@@ -52,7 +72,7 @@ class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class HttpServer:
-    def __init__(self, address, log, server_header="positemu"):
+    def __init__(self, address, log, server_header="positemu", backlog=SOMAXCONN):
         self.log = log
         self.routes = []
         self._in_flight = 0
@@ -82,7 +102,8 @@ class HttpServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-        self._server = _ThreadingServer(address, Handler)
+        server_class = type("_Server", (_ThreadingServer,), {"request_queue_size": listen_backlog(backlog)})
+        self._server = server_class(address, Handler)
 
     @property
     def port(self):
@@ -129,5 +150,6 @@ class HttpServer:
         self._thread.start()
 
     def stop(self):
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()

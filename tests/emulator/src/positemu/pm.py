@@ -291,7 +291,9 @@ class Daemon:
         return httpd.Response(200, "finished after %.1f s on %s\n" % (seconds, self.settings.hostname))
 
     def _build_server(self):
-        server = httpd.HttpServer(self.settings.listen_address, self.log, "rstudio-pm/" + self.info["version"])
+        # Package Manager is a Go server: it listens with the kernel's somaxconn, as Go does (assumption, README).
+        server = httpd.HttpServer(self.settings.listen_address, self.log, "rstudio-pm/" + self.info["version"],
+                                  backlog=httpd.SOMAXCONN)
         server.route("GET", "/__ping__", self.ping)
         server.route("GET", "/__api__/status", self.api_status)
         server.route("GET", "/__api__/repos", self.api_repos)

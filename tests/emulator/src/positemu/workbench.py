@@ -532,7 +532,9 @@ class Server:
 
     def start_http(self):
         try:
-            self.httpd = httpd.HttpServer((self.config.address, self.config.port), LOG, server_header="RStudio")
+            # Workbench's HTTP front is nginx (rserver-http), which listens with nginx's default backlog.
+            self.httpd = httpd.HttpServer((self.config.address, self.config.port), LOG, server_header="RStudio",
+                                          backlog=httpd.NGINX_BACKLOG)
         except OSError as error:
             raise StartupError("cannot listen on %s:%d (www-address/www-port in %s): %s" % (
                 self.config.address, self.config.port, self.config.rserver_path, error))
