@@ -109,7 +109,9 @@ class Traffic(_Loop):
             # What the client saw and after how long: a timeout and a reset have different causes.
             ok, reason = False, "no answer (%s after %s s)" % (body.decode(), _coarse(seconds))
         elif status >= 500:
-            ok, reason = False, "http %d" % status
+            # The body's first line tells the hold's own answer from HAProxy's or a node's.
+            gist = body.decode(errors="replace").strip().split("\n", 1)[0][:100]
+            ok, reason = False, "http %d%s" % (status, " (%s)" % gist if gist else "")
         elif not self.check(status, body):
             ok, reason = False, "wrong content (http %d)" % status
         else:
