@@ -116,10 +116,10 @@ def stopped_by_hand(cluster, workload):
 
 def run_product(product, prefix, log):
     workload = WORKLOADS[product]
+    tuning = {"POSITEMU_MIGRATION_SECONDS": str(MIGRATION_SECONDS), "POSITEMU_SCHEMA_CHECK_SECONDS": "5",
+              "POSITEMU_POLL_SECONDS": "1", "POSITEMU_HEARTBEAT_SECONDS": "2", "POSITEMU_DRAIN_SECONDS": "10"}
     cluster = Cluster(Lab("%s-%s" % (prefix, product.replace("_", ""))), product, nodes=workload["nodes"],
-                      tuning={"POSITEMU_MIGRATION_SECONDS": str(MIGRATION_SECONDS),
-                              "POSITEMU_SCHEMA_CHECK_SECONDS": "5", "POSITEMU_POLL_SECONDS": "1",
-                              "POSITEMU_HEARTBEAT_SECONDS": "2", "POSITEMU_DRAIN_SECONDS": "10"})
+                      tuning=tuning)
     cluster.destroy()
     results = {}
     try:
@@ -143,7 +143,7 @@ def run_product(product, prefix, log):
         print("[%s] every node stopped by hand, no upgrade running" % product, file=log, flush=True)
         results["stopped_by_hand"] = stopped_by_hand(cluster, workload)
         print("[%s] reset to the old version" % product, file=log, flush=True)
-        cluster.reset()
+        cluster.reset(tuning=tuning)  # the same migration time as the playbook's run: like for like
         print("[%s] naive upgrade under traffic" % product, file=log, flush=True)
         results["naive"] = measure(cluster, workload, naive)
     finally:

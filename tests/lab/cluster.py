@@ -406,10 +406,11 @@ class Cluster:
                  or not run.running(), timeout=900, what="dpkg to start installing %s on %s" % (
                      self.spec["package"], node.name))
 
-    def reset(self, version=None):
+    def reset(self, version=None, tuning=None):
         """Back to the cluster up() built, on ``version`` (default old), without new containers: stop the product,
         empty its database, shared data, backups and journal, reinstall the package, put back the configuration
-        site.yml wrote and the fast tuning, start, and put every node back in the pool with the hold off."""
+        site.yml wrote and ``tuning`` (default the fast tuning), start, and put every node back in the pool with the
+        hold off."""
         version = version or self.old_version
         for node in self.nodes + [self.db]:
             if not node.is_running():  # a fault test killed it (and may have failed before starting it again)
@@ -423,7 +424,7 @@ class Cluster:
         self.psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
         self.psql("postgres", "CREATE DATABASE %s OWNER %s" % (database, database))
         self.nodes[0].exec("find %s -mindepth 1 -delete" % self.spec["shared_dir"], check=False)
-        self.tuning = dict(FAST_TUNING)
+        self.tuning = dict(FAST_TUNING if tuning is None else tuning)
         for node in self.nodes:
             node.install_package(self.lab.node("pkgs"), deb_file(self.spec["package"], version),
                                  apt_options="--allow-downgrades -o Dpkg::Options::=--force-confold")
