@@ -63,6 +63,10 @@ class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, address, handler, backlog):
+        self.request_queue_size = backlog  # read by server_activate()'s listen(), inside the base __init__
+        super().__init__(address, handler)
+
     def handle_error(self, request, client_address):
         # A client that hangs up before reading the answer (HAProxy closes its health checks this way) is routine
         # for a server; only anything else deserves socketserver's traceback in the journal.
@@ -102,8 +106,7 @@ class HttpServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-        server_class = type("_Server", (_ThreadingServer,), {"request_queue_size": listen_backlog(backlog)})
-        self._server = server_class(address, Handler)
+        self._server = _ThreadingServer(address, Handler, listen_backlog(backlog))
 
     @property
     def port(self):
