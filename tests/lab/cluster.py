@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file, wait_for  # noqa: F401  (wait_for: for the tests)
+from tests.lab.lab import REPO, Lab, LabError, build_debs, deb_file
 from tests.lab.traffic import LongRequest, Traffic
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -49,6 +49,8 @@ PRODUCTS = {
 
 # The load balancer's map of hold switches (load_balancer_hold_map's default).
 HOLD_MAP = "/etc/haproxy/positops-hold.map"
+# What every product logs when its schema migration starts (the emulator, as the vendors' logs say it).
+MIGRATING = "Migrating the database schema"
 
 # Emulator tuning for short tests (read from /etc/default/<service>): a 2 s migration, schema checks and mode
 # polls every second.
@@ -353,7 +355,7 @@ class Cluster:
 
     def migrations_started(self):
         """How many schema migrations the nodes' journals show starting (reset() empties the journals)."""
-        return sum(node.journal(self.spec["service"], lines=None).count("Migrating the database schema")
+        return sum(node.journal(self.spec["service"], lines=None).count(MIGRATING)
                    for node in self.nodes)
 
     def migration_seconds(self):
@@ -363,7 +365,7 @@ class Cluster:
             started = finished = None
             for line in lines.splitlines():
                 stamp = line.split(" ", 1)[0]
-                if "Migrating the database schema" in line:
+                if MIGRATING in line:
                     started = float(stamp)
                 elif "schema migration to version" in line and started is not None:
                     finished = float(stamp)
@@ -402,9 +404,14 @@ class Cluster:
         """Wait until dpkg unpacks the product's package on ``node`` (or ``run`` ended): the moment to kill the node.
         Other dpkg runs do not count (e.g. ``dpkg --compare-versions``); "[d]" keeps pgrep off its own shell."""
         pattern = "[d]pkg .*%s" % self.spec["package"]
-        wait_for(lambda: node.exec("pgrep -f %s" % shlex.quote(pattern), check=False).returncode == 0
-                 or not run.running(), timeout=900, what="dpkg to start installing %s on %s" % (
-                     self.spec["package"], node.name))
+        node.wait_inside("pgrep -f %s >/dev/null" % shlex.quote(pattern), timeout=900, unless=lambda: not run.running(),
+                         what="dpkg to start installing %s on %s" % (self.spec["package"], node.name))
+
+    def wait_until_migrating(self, node, run):
+        """Wait until ``node`` logs that it migrates the schema (or ``run`` ended): the moment of a database fault."""
+        node.wait_inside("journalctl -u %s -n 50 -o cat --no-pager | grep -qF %s" % (
+            self.spec["service"], shlex.quote(MIGRATING)), timeout=900, unless=lambda: not run.running(),
+            what="the schema migration to start on %s" % node.name)
 
     def reset(self, version=None, tuning=None):
         """Back to the cluster up() built, on ``version`` (default old), without new containers: stop the product,

@@ -1,11 +1,10 @@
 """Faults in the middle of a Package Manager rolling upgrade: a node killed during its install, PostgreSQL restarted
-while the first batch comes online, a node left needing a reinstall by a kill in its package's prerm. Each: the run stops with a clear message (or rides the fault out), no node
-serves with a binary older than the schema, no data is lost, and a re-run finishes.
+while the first batch comes online, a node left needing a reinstall by a kill in its package's prerm. Each: the run
+stops with a clear message (or rides the fault out), no node serves with a binary older than the schema, no data is
+lost, and a re-run finishes.
 """
 
 import pytest
-
-from tests.lab.cluster import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -67,8 +66,7 @@ def test_database_restarted_while_the_first_batch_comes_online(cluster):
     write_canary(cluster)
     first = cluster.nodes[0]
     run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-db.log")
-    wait_for(lambda: "Migrating the database schema" in cluster.node(first.name).journal("rstudio-pm", 50)
-             or not run.running(), timeout=900, what="the schema migration to start")
+    cluster.wait_until_migrating(first, run)
     # Not vacuous: the playbook is still waiting for the first batch when the database goes away.
     assert run.running(), run.output()[-3000:]
     cluster.db.exec("systemctl restart postgresql@15-main")

@@ -9,13 +9,12 @@ serving with a binary older than the schema, and (Connect) content deployed befo
 
 import pytest
 
-from tests.lab.cluster import FAST_TUNING, wait_for
+from tests.lab.cluster import FAST_TUNING
 
 pytestmark = pytest.mark.lab
 
 PRODUCTS = ["connect", "workbench"]
 CONTENT, BUNDLE = "resume-canary", "deployed before the upgrade"
-MIGRATING = "Migrating the database schema"
 
 
 @pytest.fixture(scope="module", params=PRODUCTS)
@@ -64,8 +63,7 @@ def test_database_restarted_while_the_first_node_migrates(cluster):
     first = cluster.nodes[0]
     try:
         run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(), "run-db.log")
-        wait_for(lambda: MIGRATING in first.journal(cluster.spec["service"], 50) or not run.running(),
-                 timeout=900, what="the schema migration to start on %s" % first.name)
+        cluster.wait_until_migrating(first, run)
         assert run.running(), run.output()[-3000:]
         cluster.db.exec("systemctl restart postgresql@15-main")
         if run.finish() != 0:
