@@ -6,7 +6,8 @@ import pytest
 from .conftest import failure_messages
 
 DEBIAN_12 = {"distribution": "Debian", "distribution_major_version": "12", "distribution_version": "12.8",
-             "os_family": "Debian", "architecture": "x86_64", "pkg_mgr": "apt", "service_mgr": "systemd"}
+             "os_family": "Debian", "architecture": "x86_64", "pkg_mgr": "apt", "service_mgr": "systemd",
+             "virtualization_type": "kvm", "virtualization_role": "guest"}
 PLATFORM = [{"name": "Check the platform", "ansible.builtin.include_role": {
     "name": "positops.ha.node_base", "tasks_from": "platform"}}]
 SUPPORTED = "positops.ha supports Debian 12 on x86_64 or aarch64 with systemd"
