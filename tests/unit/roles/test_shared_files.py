@@ -18,3 +18,24 @@ def test_a_given_key_is_written_as_given(run_playbook, tmp_path):
     assert path.read_text().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert key not in result.stdout
+
+
+def test_without_a_given_key_the_node_read_now_is_the_source(run_playbook, tmp_path):
+    """No key given and no pre-flight in this run: the nodes are read now (preflight_read_node.py's fingerprint),
+    and the key the node holds is kept as it is; the playbook's output holds its fingerprint at most, never it."""
+    key = "5d2e8a1f3c7b9e0d4a6f8b2c1e3d5f7a9b0c2e4f6a8d1b3c5e7f9a0b2d4c6e8f"
+    path = tmp_path / "rstudio-pm.key"
+    path.write_text(key + "\n")
+    path.chmod(0o644)
+    result = run_playbook([{"name": "Share", "ansible.builtin.include_role": {
+        "name": "positops.ha.product_common", "tasks_from": "shared_files"}, "vars": {
+        "product_common_cluster_hosts": ["localhost"],
+        "product_common_shared_files": [{"path": str(path), "min_bits": 256, "mode": "0600",
+                                         "owner": "root", "group": "root"}]}}])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    [read] = [task["hosts"]["localhost"] for play in result.json["plays"] for task in play["tasks"]
+              if task["task"]["name"].startswith("positops.ha.product_common : Read the fingerprints now")]
+    assert not read.get("skipped") and read["results"][0]["rc"] == 0, read
+    assert path.read_text().strip() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert key not in result.stdout
