@@ -402,8 +402,10 @@ class Cluster:
 
     def wait_until_dpkg_installs(self, node, run):
         """Wait until dpkg unpacks the product's package on ``node`` (or ``run`` ended): the moment to kill the node.
-        Other dpkg runs do not count (e.g. ``dpkg --compare-versions``); "[d]" keeps pgrep off its own shell."""
-        pattern = "[d]pkg .*%s" % self.spec["package"]
+        A dpkg process whose arguments name the package (the apt module runs ``/usr/bin/dpkg ... -i <file>``); other
+        dpkg runs (``dpkg --compare-versions``) and other command lines that merely mention dpkg and the package
+        (pre-flight's node reader, pgrep's own shell) do not count: the match is anchored at the command's start."""
+        pattern = "^(/usr/bin/)?dpkg .*%s" % self.spec["package"]
         node.wait_inside("pgrep -f %s >/dev/null" % shlex.quote(pattern), timeout=900, unless=lambda: not run.running(),
                          what="dpkg to start installing %s on %s" % (self.spec["package"], node.name))
 
