@@ -188,7 +188,7 @@ class Node:
     def wait_inside(self, condition, timeout, what, unless=lambda: False):
         """Wait until the shell ``condition`` succeeds in the container, or ``unless()`` is true; return whether the
         condition held. One ``docker exec`` polls there every 0.2 s: an exec per poll costs the host ~70 ms of CPU,
-        a third of a core for minutes at the 0.3 s a fault test needs to catch its moment."""
+        a quarter of a core for minutes at the 0.3 s a fault test needs to catch its moment."""
         marker = "positops-wait-%d-%d" % (os.getpid(), time.monotonic_ns())
         script = ": %s; until %s; do sleep 0.2; done" % (marker, condition)
         args = ["docker", "exec", self.container, "timeout", str(int(timeout) + 5), "bash", "-c", script]
