@@ -266,7 +266,7 @@ class Migration:
         settings = {"src": self.src, "dest": self.dest, "batch_size": self.batch_size,
                     "application_name": self.application_name + " worker", "staged_only": staged_only,
                     "clock": self.clock}
-        outcomes = run_jobs(jobs, self.workers, settings, self.secrets)
+        outcomes = run_jobs(jobs, self.workers, settings)
         if staging is not None:
             # The identifiers as the statements were rendered (PostgreSQL quotes them as SQLite does). Not
             # sql.Identifier.as_string(None): psycopg before 3.2 (Debian 12 ships 3.1.7) needs a connection for it.

@@ -21,7 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import multiprocessing
-import queue
+import multiprocessing.connection
 
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.common import MigrationError, mask
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate.session import Session
@@ -127,17 +127,73 @@ def die_with_parent():
         pass
 
 
-_WORKER_SESSION = None
-
-
-def _start_worker(settings):
-    global _WORKER_SESSION  # pylint: disable=global-statement
+def _worker_main(connection, settings):
+    """A worker process: run each job the parent sends with one session, until the parent sends None."""
     die_with_parent()
-    _WORKER_SESSION = Session(**settings)
+    session = Session(**settings)
+    try:
+        for job in iter(connection.recv, None):
+            connection.send(run_job(session, job))
+    except EOFError:  # the parent is gone
+        pass
+    finally:
+        session.close()
 
 
-def _run_in_worker(job):
-    return run_job(_WORKER_SESSION, job)
+class _Worker:
+    """One forked worker process, the pipe to it and the job it runs (None when idle)."""
+
+    def __init__(self, context, settings):
+        self.pipe, child_end = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_end, settings), daemon=True)
+        self.process.start()
+        child_end.close()
+        self.job = None
+
+    def give(self, job):
+        self.job = job
+        try:
+            self.pipe.send(job)
+        except OSError:  # it died while idle: its sentinel is ready, and take_outcome() says so
+            pass
+
+    def take_outcome(self, ready):
+        """The outcome of its job if it ended (answered or died), else None; the worker is idle afterwards."""
+        if self.pipe in ready:
+            try:
+                outcome = self.pipe.recv()
+            except EOFError:  # the process died before it answered
+                outcome = self._died()
+        elif self.process.sentinel in ready:
+            outcome = self._died()
+        else:
+            return None
+        self.job = None
+        return outcome
+
+    def _died(self):
+        self.process.join(5)
+        code = self.process.exitcode
+        how = "was killed by signal %d" % -code if code is not None and code < 0 else "ended (exit code %s)" % code
+        return {"ok": False, "job": self.job, "error": (
+            "table %s: the worker process running its %s job %s; the run stopped with dest unchanged (the next run "
+            "drops the staging schema). If the kernel log shows the OOM killer, give the host more memory or run "
+            "with fewer workers" % (self.job["table"], self.job["kind"], how))}
+
+    def stop(self):
+        """End the process: an idle one when it reads None, a busy one at once (its work is staged only)."""
+        if self.job is None:
+            try:
+                self.pipe.send(None)
+            except OSError:  # already gone
+                pass
+        else:
+            self.process.terminate()
+        self.pipe.close()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 def priorities(jobs):
@@ -174,7 +230,7 @@ def _next_jobs(pending, done, running, free):
     return chosen
 
 
-def run_jobs(jobs, workers, settings, secrets):
+def run_jobs(jobs, workers, settings):
     """Run the jobs, at most ``workers`` at a time, each once its "after" jobs are done.
 
     ``settings`` are the keyword arguments of each worker's Session. Returns the outcomes in the order they
@@ -203,29 +259,34 @@ def run_jobs(jobs, workers, settings, secrets):
     else:
         # fork: the workers start with the schema and code already loaded. The parent's open connections are
         # inherited but never used by a worker, and a worker ends with os._exit, which closes none of them.
+        # Each worker is watched through its pipe and its process sentinel, so a worker that dies mid-job (the OOM
+        # killer, a crash) ends the run with its table named instead of leaving the run waiting for ever.
         context = multiprocessing.get_context("fork")
-        pool = context.Pool(min(workers, len(jobs)), initializer=_start_worker, initargs=(settings,))
-        finished = queue.Queue()
+        pool = []
         try:
+            pool.extend(_Worker(context, settings) for _ in range(min(workers, len(jobs))))
             while pending or running:
-                for job in _next_jobs(pending, done, running.values(), workers - len(running)):
+                idle = [worker for worker in pool if worker.job is None]
+                for worker, job in zip(idle, _next_jobs(pending, done, running.values(), len(idle))):
                     pending.remove(job)
                     running[job["id"]] = job
-                    pool.apply_async(_run_in_worker, (job,), callback=finished.put,
-                                     error_callback=lambda error, job=job: finished.put(
-                                         {"ok": False, "job": job, "error": "table %s: %s: %s" % (
-                                             job["table"], type(error).__name__, mask(error, secrets))}))
+                    worker.give(job)
                 if not running:
                     raise _stuck(pending)
-                outcome = finished.get()
-                del running[outcome["job"]["id"]]
-                outcomes.append(outcome)
-                if not outcome["ok"]:
+                busy = [worker for worker in pool if worker.job is not None]
+                ready = multiprocessing.connection.wait([w.pipe for w in busy] + [w.process.sentinel for w in busy])
+                for worker in busy:
+                    outcome = worker.take_outcome(ready)
+                    if outcome is not None:
+                        del running[outcome["job"]["id"]]
+                        outcomes.append(outcome)
+                        if outcome["ok"]:
+                            done.add(outcome["job"]["id"])
+                if not all(outcome["ok"] for outcome in outcomes):
                     break  # the other jobs' work is staged only: stop them
-                done.add(outcome["job"]["id"])
         finally:
-            pool.terminate()
-            pool.join()
+            for worker in pool:
+                worker.stop()
     failures = [o for o in outcomes if not o["ok"]]
     if failures:
         raise MigrationError(failures[0]["error"])

@@ -506,6 +506,76 @@ def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, 
     assert query(dest, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'db_migrate%%'") == []
 
 
+WORKER_KILL_SCRIPT = """
+import sys
+sys.path[:0] = sys.argv[3].split(":")
+from ansible_collections.positops.ha.plugins.module_utils._db_migrate.common import MigrationError
+from ansible_collections.positops.ha.plugins.module_utils._db_migrate.migration import Migration
+try:
+    Migration(sys.argv[1], sys.argv[2], batch_size=500, workers=2).run()
+except MigrationError as error:
+    print("refused: %s" % error)
+"""
+
+
+def test_a_worker_killed_mid_copy_ends_the_run_naming_the_table_and_a_rerun_completes(tmp_path, dest,
+                                                                                       postgres_server):  # noqa: F811
+    """What the OOM killer does to one worker: the run stops at once with the table named (it waited for ever
+    before), nothing reaches dest, and the next run completes."""
+    src = make_source(tmp_path / "big.db", """
+        CREATE TABLE first (id INTEGER PRIMARY KEY, v TEXT);
+        CREATE TABLE second (id INTEGER PRIMARY KEY, v TEXT, n REAL);
+    """, [("INSERT INTO first VALUES (?, ?)", ((i, "row %d" % i) for i in range(100))),
+          ("INSERT INTO second VALUES (?, ?, ?)", ((i, "x" * 50, i / 3) for i in range(400000)))])
+    path = ":".join(p for p in sys.path if p)
+    run = subprocess.Popen([sys.executable, "-c", WORKER_KILL_SCRIPT, src, dest, path], stdout=subprocess.PIPE,
+                           text=True)
+    copying = None
+    try:
+        deadline = time.monotonic() + 120
+        while copying is None and time.monotonic() < deadline and run.poll() is None:
+            rows = query(postgres_server.uri(), "SELECT pid FROM pg_stat_progress_copy WHERE datname = %s AND "
+                         "tuples_processed > 1000", (dest.rsplit("/", 1)[1],))
+            copying = rows[0][0] if rows else None
+            time.sleep(0.02)
+        assert copying is not None, "the copy of the second table was never seen in progress"
+        # The worker is the client of the backend that copies: the child of the run whose connection it is.
+        with open("/proc/%d/task/%d/children" % (run.pid, run.pid)) as handle:
+            workers = [int(pid) for pid in handle.read().split()]
+        client_ports = dict(query(postgres_server.uri(), "SELECT pid, client_port FROM pg_stat_activity"))
+        killed = [pid for pid in workers if _owns_local_port(pid, client_ports[copying])]
+        assert len(killed) == 1, (workers, client_ports[copying])
+        os.kill(killed[0], signal.SIGKILL)
+        output = run.communicate(timeout=60)[0]
+    finally:
+        run.kill()
+        run.wait()
+    assert re.search(r"refused: table second: the worker process running its copy job was killed by signal 9; the "
+                     r"run stopped with dest unchanged", output), output
+    assert user_tables(dest) == []
+    result = migrate(src, dest)
+    assert result["changed"] is True and result["verification"]["ok"] is True
+    assert query(dest, "SELECT count(*) FROM second") == [(400000,)]
+
+
+def _owns_local_port(pid, port):
+    """Whether process ``pid`` holds a TCP socket whose local port is ``port`` (/proc/net/tcp, hex ports)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    with open("/proc/net/tcp") as handle:
+        for line in handle.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:
+                return True
+    return False
+
+
 def test_a_foreign_key_the_source_violates_is_refused_naming_the_key(tmp_path, dest):
     src = make_source(tmp_path / "fk.db", """
         CREATE TABLE parent (id INTEGER PRIMARY KEY);

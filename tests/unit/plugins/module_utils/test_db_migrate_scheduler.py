@@ -3,6 +3,10 @@
 The jobs here are fakes registered in scheduler.EXECUTORS; no database is touched.
 """
 
+import os
+import signal
+import time
+
 import pytest
 
 from ansible_collections.positops.ha.plugins.module_utils._db_migrate import scheduler
@@ -25,8 +29,24 @@ def fake_kinds(monkeypatch):
     def failing(session, job_, outcome):
         raise MigrationError("table %s: job %d failed with %s" % (job_["table"], job_["id"], SETTINGS["dest"]))
 
+    def killed(session, job_, outcome):
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+
+    def slow(session, job_, outcome):
+        with open(job_["pid_file"], "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(60)
+
     monkeypatch.setitem(scheduler.EXECUTORS, "fake", fake)
     monkeypatch.setitem(scheduler.EXECUTORS, "failing", failing)
+    monkeypatch.setitem(scheduler.EXECUTORS, "killed", killed)
+    def after_slow_started(session, job_, outcome):
+        deadline = time.monotonic() + 30
+        while not os.path.exists(job_["pid_file"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    monkeypatch.setitem(scheduler.EXECUTORS, "slow", slow)
+    monkeypatch.setitem(scheduler.EXECUTORS, "after_slow_started", after_slow_started)
 
 
 def test_priorities_are_the_costliest_chain_after_each_job():
@@ -46,7 +66,7 @@ def test_ready_jobs_go_by_priority_and_never_two_holding_one_table():
 def test_jobs_run_once_each_after_their_inputs(fake_kinds, workers):
     jobs = [job(0, 3), job(1, 1), job(2, 2, after=[0]), job(3, 1, after=[1, 2], locks=["x"]),
             job(4, 1, after=[1], locks=["x"])]
-    outcomes = scheduler.run_jobs(jobs, workers, SETTINGS, [])
+    outcomes = scheduler.run_jobs(jobs, workers, SETTINGS)
     finished = [o["job"]["id"] for o in outcomes]
     assert sorted(finished) == [0, 1, 2, 3, 4]
     assert finished.index(0) < finished.index(2) < finished.index(3)
@@ -59,10 +79,33 @@ def test_jobs_run_once_each_after_their_inputs(fake_kinds, workers):
 def test_the_first_failure_stops_the_run_with_the_secret_masked(fake_kinds, workers):
     jobs = [job(0, 5, kind="failing", table="big"), job(1, 1, after=[0]), job(2, 1, after=[1])]
     with pytest.raises(MigrationError, match=r"^table big: job 0 failed with \*\*\*\*\*\*\*\*$"):
-        scheduler.run_jobs(jobs, workers, SETTINGS, [])
+        scheduler.run_jobs(jobs, workers, SETTINGS)
 
 
 def test_jobs_waiting_for_jobs_that_never_come_are_an_internal_error(fake_kinds):
     with pytest.raises(MigrationError, match=r"internal error in db_migrate: jobs fake t wait for jobs that never "
                                              r"run; dest is unchanged"):
-        scheduler.run_jobs([job(0, 1, after=[7])], 1, SETTINGS, [])
+        scheduler.run_jobs([job(0, 1, after=[7])], 1, SETTINGS)
+
+
+def test_a_worker_killed_mid_job_ends_the_run_naming_its_table(fake_kinds):
+    jobs = [job(0, 1), job(1, 5, kind="killed", table="big"), job(2, 1, after=[1])]
+    began = time.monotonic()
+    with pytest.raises(MigrationError, match=r"^table big: the worker process running its killed job was killed by "
+                                             r"signal 9; the run stopped with dest unchanged"):
+        scheduler.run_jobs(jobs, 2, SETTINGS)
+    assert time.monotonic() - began < 30
+
+
+def test_a_failure_stops_the_jobs_still_running_at_once(fake_kinds, tmp_path):
+    pid_file = tmp_path / "slow.pid"
+    slow = dict(job(0, 9, kind="slow", table="long"), pid_file=str(pid_file))
+    waits = dict(job(2, 1, kind="after_slow_started"), pid_file=str(pid_file))
+    jobs = [slow, job(1, 1, kind="failing", table="bad", after=[2]), waits]
+    began = time.monotonic()
+    with pytest.raises(MigrationError, match=r"^table bad: job 1 failed"):
+        scheduler.run_jobs(jobs, 2, SETTINGS)
+    assert time.monotonic() - began < 30  # not the slow job's 60 s
+    slow_pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(slow_pid, 0)
