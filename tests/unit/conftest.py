@@ -12,16 +12,26 @@ pytest this file makes it so through ``build/collections/ansible_collections/pos
 repository, created when missing).
 """
 
+import faulthandler
 import io
 import json
 import os
 import pathlib
+import signal
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CLI_OUTPUT = pathlib.Path(__file__).resolve().parent / "plugins" / "cli_output"
+# A unit test takes seconds; in CI the checks run at a low priority beside the lab tests and may take minutes. One
+# that passes this bound is stuck: it fails with the traceback of where it waits, instead of holding the run until
+# CI's own limit.
+HANG_SECONDS = int(os.environ.get("POSITOPS_UNIT_HANG_SECONDS", "900"))
+
+
+class StuckTest(Exception):
+    """Raised in a test still running after HANG_SECONDS."""
 
 
 def _make_collection_importable():
@@ -44,6 +54,23 @@ from ansible.module_utils import _internal as ansible_internal  # noqa: E402
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fail_a_stuck_test():
+    def stuck(signum, frame):
+        raise StuckTest("still running after %d s: stuck where this traceback ends" % HANG_SECONDS)
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(HANG_SECONDS)
+    # Last resort, for a wait the alarm cannot interrupt: print every thread's stack and end the process.
+    faulthandler.dump_traceback_later(HANG_SECONDS + 60, exit=True)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous)
 
 
 def read_cli_output(name):
