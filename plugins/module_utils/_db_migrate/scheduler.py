@@ -264,7 +264,7 @@ def run_jobs(jobs, workers, settings):
         context = multiprocessing.get_context("fork")
         pool = []
         try:
-            pool.extend(_Worker(context, settings) for _ in range(min(workers, len(jobs))))
+            pool.extend(_Worker(context, settings) for _number in range(min(workers, len(jobs))))
             while pending or running:
                 idle = [worker for worker in pool if worker.job is None]
                 for worker, job in zip(idle, _next_jobs(pending, done, running.values(), len(idle))):

@@ -37,14 +37,14 @@ def fake_kinds(monkeypatch):
             handle.write(str(os.getpid()))
         time.sleep(60)
 
-    monkeypatch.setitem(scheduler.EXECUTORS, "fake", fake)
-    monkeypatch.setitem(scheduler.EXECUTORS, "failing", failing)
-    monkeypatch.setitem(scheduler.EXECUTORS, "killed", killed)
     def after_slow_started(session, job_, outcome):
         deadline = time.monotonic() + 30
         while not os.path.exists(job_["pid_file"]) and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    monkeypatch.setitem(scheduler.EXECUTORS, "fake", fake)
+    monkeypatch.setitem(scheduler.EXECUTORS, "failing", failing)
+    monkeypatch.setitem(scheduler.EXECUTORS, "killed", killed)
     monkeypatch.setitem(scheduler.EXECUTORS, "slow", slow)
     monkeypatch.setitem(scheduler.EXECUTORS, "after_slow_started", after_slow_started)
 
