@@ -15,8 +15,8 @@ import pathlib
 
 import pytest
 
-# Modules sharing a pooled cluster, by product, in the order they run on it (ha_to_single_node retires a node, so
-# it takes the cluster last). "[param]" narrows a parametrized module to one product's tests.
+# Modules sharing a pooled cluster, by product, in the order they run on it. "[param]" narrows a parametrized module
+# to one product's tests.
 POOLED = {
     "package_manager": ["test_rolling_upgrade.py", "test_rolling_upgrade_faults.py", "test_ha_to_single_node.py"],
     "connect": ["test_rolling_upgrade_connect.py", "test_rolling_upgrade_resume.py[connect]"],
@@ -27,7 +27,8 @@ POOLED = {
 # Workbench ~1200, Molecule rolling_upgrade 866, Molecule infra 755. Run alone (shared host, load 1-4): Molecule
 # migrate_database 178-253, test_migrate_database.py 138 (234 before its happy path moved to the scenario).
 LONGEST_FIRST = ["molecule-cluster", "package_manager", "connect", "test_examples_lab.py", "workbench",
-                 "molecule-rolling_upgrade", "molecule-infra", "molecule-migrate_database", "test_migrate_database.py",
+                 "molecule-rolling_upgrade", "molecule-infra", "molecule-ha_to_single_node", "molecule-migrate_database",
+                 "test_migrate_database.py",
                  "test_examples_lab_aws.py", "test_emulator_connect.py", "test_modules_secure_cookie_key.py",
                  "test_emulator_workbench.py"]
 

@@ -55,13 +55,11 @@ def lab(request, node_image):
 
 class ClusterPool:
     """2-node product clusters behind HAProxy shared by the modules of one worker: ``get(product)`` builds the
-    product's cluster the first time and resets it in place after that; ``take(product)`` hands it over for good
-    (a module that leaves the cluster unfit to reset, such as ha_to_single_node, which retires a node)."""
+    product's cluster the first time and resets it in place after that."""
 
     def __init__(self, base):
         self.base = base
         self.clusters = {}
-        self.taken = []
         self.build_failures = {}
 
     def get(self, product):
@@ -84,16 +82,10 @@ class ClusterPool:
         self.clusters[product] = cluster
         return cluster
 
-    def take(self, product):
-        cluster = self.get(product)
-        del self.clusters[product]
-        self.taken.append(cluster)
-        return cluster
-
     def close(self):
         if os.environ.get("POSITOPS_KEEP_LAB"):
             return
-        for cluster in list(self.clusters.values()) + self.taken:
+        for cluster in self.clusters.values():
             cluster.destroy()
 
 
