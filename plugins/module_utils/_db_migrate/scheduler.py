@@ -240,7 +240,7 @@ def run_jobs(jobs, workers, settings):
         return []
     levels = priorities(jobs)
     pending = sorted(jobs, key=lambda job: -levels[job["id"]])
-    done, outcomes, running = set(), [], {}
+    done, outcomes = set(), []
     if workers == 1:
         session = Session(**settings)
         try:
@@ -265,20 +265,19 @@ def run_jobs(jobs, workers, settings):
         pool = []
         try:
             pool.extend(_Worker(context, settings) for _number in range(min(workers, len(jobs))))
-            while pending or running:
+            while pending or any(worker.job is not None for worker in pool):
                 idle = [worker for worker in pool if worker.job is None]
-                for worker, job in zip(idle, _next_jobs(pending, done, running.values(), len(idle))):
+                running = [worker.job for worker in pool if worker.job is not None]
+                for worker, job in zip(idle, _next_jobs(pending, done, running, len(idle))):
                     pending.remove(job)
-                    running[job["id"]] = job
                     worker.give(job)
-                if not running:
-                    raise _stuck(pending)
                 busy = [worker for worker in pool if worker.job is not None]
+                if not busy:
+                    raise _stuck(pending)
                 ready = multiprocessing.connection.wait([w.pipe for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
                     outcome = worker.take_outcome(ready)
                     if outcome is not None:
-                        del running[outcome["job"]["id"]]
                         outcomes.append(outcome)
                         if outcome["ok"]:
                             done.add(outcome["job"]["id"])

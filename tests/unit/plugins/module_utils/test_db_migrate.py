@@ -460,6 +460,15 @@ def test_existing_layout_missing_table_is_refused(tmp_path, dest):
 
 # ---- a kill in the middle of the copy ---------------------------------------------------------------------------
 
+def small_and_big_tables(tmp_path):
+    """A source whose second table (400,000 rows) takes long enough to copy for a kill in the middle of it."""
+    return make_source(tmp_path / "big.db", """
+        CREATE TABLE first (id INTEGER PRIMARY KEY, v TEXT);
+        CREATE TABLE second (id INTEGER PRIMARY KEY, v TEXT, n REAL);
+    """, [("INSERT INTO first VALUES (?, ?)", ((i, "row %d" % i) for i in range(100))),
+          ("INSERT INTO second VALUES (?, ?, ?)", ((i, "x" * 50, i / 3) for i in range(400000)))])
+
+
 KILL_SCRIPT = """
 import sys
 sys.path[:0] = sys.argv[3].split(":")
@@ -471,11 +480,7 @@ print(Migration(sys.argv[1], sys.argv[2], batch_size=500, workers=int(sys.argv[4
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_during_copy_leaves_target_untouched_and_rerun_completes(tmp_path, dest, postgres_server,  # noqa: F811
                                                                       workers):
-    src = make_source(tmp_path / "big.db", """
-        CREATE TABLE first (id INTEGER PRIMARY KEY, v TEXT);
-        CREATE TABLE second (id INTEGER PRIMARY KEY, v TEXT, n REAL);
-    """, [("INSERT INTO first VALUES (?, ?)", ((i, "row %d" % i) for i in range(100))),
-          ("INSERT INTO second VALUES (?, ?, ?)", ((i, "x" * 50, i / 3) for i in range(400000)))])
+    src = small_and_big_tables(tmp_path)
     path = ":".join(p for p in sys.path if p)
     process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, src, dest, path, str(workers)])
     deadline = time.monotonic() + 120
@@ -522,11 +527,7 @@ def test_a_worker_killed_mid_copy_ends_the_run_naming_the_table_and_a_rerun_comp
                                                                                        postgres_server):  # noqa: F811
     """What the OOM killer does to one worker: the run stops at once with the table named (it waited for ever
     before), nothing reaches dest, and the next run completes."""
-    src = make_source(tmp_path / "big.db", """
-        CREATE TABLE first (id INTEGER PRIMARY KEY, v TEXT);
-        CREATE TABLE second (id INTEGER PRIMARY KEY, v TEXT, n REAL);
-    """, [("INSERT INTO first VALUES (?, ?)", ((i, "row %d" % i) for i in range(100))),
-          ("INSERT INTO second VALUES (?, ?, ?)", ((i, "x" * 50, i / 3) for i in range(400000)))])
+    src = small_and_big_tables(tmp_path)
     path = ":".join(p for p in sys.path if p)
     run = subprocess.Popen([sys.executable, "-c", WORKER_KILL_SCRIPT, src, dest, path], stdout=subprocess.PIPE,
                            text=True)
