@@ -28,6 +28,9 @@ options:
         C(/usr/sbin/rstudio-server) for O(product=workbench).
       - The tool is always run with C(LC_ALL=C), because its output is parsed.
     type: path
+attributes:
+  platform:
+    platforms: posix
 notes:
   - The modules run the product's own CLI on the managed host, which must be a node of the cluster.
 """

@@ -21,4 +21,13 @@ options:
 attributes:
   platform:
     platforms: posix
+seealso:
+  - name: HAProxy 2.6 management guide, the runtime API
+    description: The commands these modules send (C(show servers state), C(show stat), C(set server), C(show map),
+      C(add map), C(set map), C(del map)).
+    link: https://docs.haproxy.org/2.6/management.html#9.3
+author:
+  - positops.ha maintainers (@positops)
+notes:
+  - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
 """

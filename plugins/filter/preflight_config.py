@@ -6,6 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: preflight_config
+author:
+  - positops.ha maintainers (@positops)
 short_description: A node's configuration files as comparable entries, every secret value masked
 version_added: 0.1.0
 description:
@@ -41,11 +43,10 @@ options:
     description: Whether the contents are base64 encoded.
     type: bool
     default: false
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - plugin: positops.ha.preflight_problems
     plugin_type: filter
+    description: Compares these entries across the nodes and with the inventory.
 """
 
 EXAMPLES = r"""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: preflight_key_source
+author:
+  - positops.ha maintainers (@positops)
 short_description: Choose where the shared key every node of a cluster receives comes from
 version_added: 0.1.0
 description:
@@ -34,12 +36,12 @@ options:
     description: Every node of the product's inventory group; default the nodes in the input.
     type: list
     elements: str
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - plugin: positops.ha.preflight_problems
     plugin_type: filter
+    description: Reads the fingerprints this filter decides from, and stops a run on a key conflict.
   - module: positops.ha.secure_cookie_key
+    description: Writes the chosen key, identical on every node, mode 0600.
 """
 
 EXAMPLES = r"""

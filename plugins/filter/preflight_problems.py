@@ -6,6 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: preflight_problems
+author:
+  - positops.ha maintainers (@positops)
 short_description: Judge whether a Posit product's cluster is fit, from what pre-flight read on each node
 version_added: 0.1.0
 description:
@@ -61,13 +63,13 @@ options:
     description: Largest accepted clock offset in seconds (between nodes, and between a node and its NTP source).
     type: float
     default: 1.0
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - plugin: positops.ha.preflight_config
     plugin_type: filter
+    description: Makes the masked configuration entries that the drift checks compare.
   - plugin: positops.ha.preflight_key_source
     plugin_type: filter
+    description: Chooses where a shared key comes from, from what the nodes hold.
 """
 
 EXAMPLES = r"""

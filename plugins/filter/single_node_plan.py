@@ -68,7 +68,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The plan.
+  description: What the move to one node does to each node, and whether it may start.
   type: dict
   contains:
     refusal:

@@ -77,7 +77,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The plan.
+  description: Which nodes the upgrade takes, in which steps, and whether it may start.
   type: dict
   contains:
     refusal:

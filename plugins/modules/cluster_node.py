@@ -57,8 +57,6 @@ attributes:
     details: In check mode the node list is read, nothing is changed and RV(changed_nodes) lists what would change.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 author:
   - positops.ha maintainers (@positops)
 seealso:

@@ -26,9 +26,6 @@ extends_documentation_fragment:
   - positops.ha.cluster_cli
   - ansible.builtin.action_common_attributes
   - positops.ha.read_only
-attributes:
-  platform:
-    platforms: posix
 author:
   - positops.ha maintainers (@positops)
 seealso:

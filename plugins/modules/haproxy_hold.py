@@ -52,10 +52,7 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
   - Fails when HAProxy has not loaded O(map), that is when the hold is not configured on this load balancer.
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - module: positops.ha.haproxy_server
   - module: positops.ha.haproxy_server_info

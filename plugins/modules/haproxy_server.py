@@ -90,11 +90,8 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
   - Drain and maintenance states set through the runtime API survive a reload of HAProxy only with a server-state
     file; positops.ha.load_balancer sets one up.
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - module: positops.ha.haproxy_server_info
   - module: positops.ha.haproxy_hold

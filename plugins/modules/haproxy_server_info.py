@@ -30,10 +30,6 @@ options:
     description: The hold's switch map file (positops.ha.load_balancer C(load_balancer_hold_map)).
     type: path
     default: /etc/haproxy/positops-hold.map
-notes:
-  - Run it on the load balancer host (C(delegate_to)), as root or as a member of the C(haproxy) group.
-author:
-  - positops.ha maintainers (@positops)
 seealso:
   - module: positops.ha.haproxy_server
   - module: positops.ha.haproxy_hold
