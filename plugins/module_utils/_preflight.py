@@ -25,6 +25,7 @@ A finding about the whole cluster rather than one node has ``node`` empty.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import math
 import posixpath
@@ -615,6 +616,18 @@ def _live_efs_mounts(reading, paths):
 
 # ---- Connect ---------------------------------------------------------------------------------------------------
 
+def _for_records_with(name):
+    """Run the decorated check only for a product whose record has ``preflight.<name>``, handing it that entry as
+    ``spec``; any other product gets no findings from it."""
+    def decorate(check):
+        @functools.wraps(check)
+        def run(readings, record):
+            spec = _get(record, "preflight", name)
+            return check(readings, record, spec) if spec else []
+        return run
+    return decorate
+
+
 def _metrics_path(settings, spec):
     """Metrics.DataPath in effect: the setting, else <Server.DataDir>/metrics, else the product default's."""
     path = settings.get("metrics_data_path")
@@ -639,11 +652,9 @@ def _on_share(reading, path, shared):
     return None
 
 
-def check_metrics_path(readings, record):
+@_for_records_with("metrics_path")
+def check_metrics_path(readings, record, spec):
     """Connect: Metrics.DataPath is unique per node and off the shared storage."""
-    spec = _get(record, "preflight", "metrics_path")
-    if not spec:
-        return []
     nodes = _nodes(readings)
     var = spec.get("var", "the inventory")
     result = []
@@ -692,11 +703,9 @@ def check_metrics_path(readings, record):
     return result
 
 
-def check_schedule_concurrency(readings, record):
+@_for_records_with("schedule_concurrency")
+def check_schedule_concurrency(readings, record, spec):
     """Connect: warn when no node runs scheduled jobs (ScheduleConcurrency 0 everywhere)."""
-    spec = _get(record, "preflight", "schedule_concurrency")
-    if not spec:
-        return []
     nodes = _nodes(readings)
     default = str(spec.get("default", "2"))
 
@@ -704,31 +713,28 @@ def check_schedule_concurrency(readings, record):
         text = _text((settings or {}).get("schedule_concurrency")).strip() or default
         return int(text) if re.match(r"^-?\d+$", text) else None
 
-    result = []
-    planned = [value(_get(readings[node], "planned", "settings")) for node in nodes]
-    if planned and all(item == 0 for item in planned):
-        result.append(finding("", "schedule concurrency", "the inventory sets Applications.ScheduleConcurrency = 0 on "
-                              "every node (%s): no scheduled report or job will run anywhere." % ", ".join(nodes),
-                              "set %s to 1 or more on at least one node (host_vars), then run playbooks/site.yml."
-                              % spec.get("var", "ScheduleConcurrency"), level="warn"))
-        return result
+    var = spec.get("var", "ScheduleConcurrency")
     configured = [node for node in nodes if _get(readings[node], "config", "files")]
-    current = [value(_get(readings[node], "config", "settings")) for node in configured]
-    if configured and all(item == 0 for item in current):
-        result.append(finding("", "schedule concurrency", "Applications.ScheduleConcurrency is 0 on every node (%s): "
-                              "no scheduled report or job runs anywhere." % ", ".join(configured),
-                              "run playbooks/site.yml, which writes the inventory's values (%s)."
-                              % spec.get("var", "ScheduleConcurrency"), level="warn"))
-    return result
+    # What the inventory plans is judged first: when it sets 0 everywhere, site.yml would write that anyway.
+    cases = (
+        (nodes, "planned", "the inventory sets Applications.ScheduleConcurrency = 0 on every node (%s): no scheduled "
+         "report or job will run anywhere.", "set %s to 1 or more on at least one node (host_vars), then run "
+         "playbooks/site.yml."),
+        (configured, "config", "Applications.ScheduleConcurrency is 0 on every node (%s): no scheduled report or "
+         "job runs anywhere.", "run playbooks/site.yml, which writes the inventory's values (%s)."),
+    )
+    for among, source, problem, fix in cases:
+        values = [value(_get(readings[node], source, "settings")) for node in among]
+        if values and all(item == 0 for item in values):
+            return [finding("", "schedule concurrency", problem % ", ".join(among), fix % var, level="warn")]
+    return []
 
 
 # ---- Workbench -------------------------------------------------------------------------------------------------
 
-def check_lock_type(readings, record):
+@_for_records_with("lock_type")
+def check_lock_type(readings, record, spec):
     """Workbench: link-based file locks are refused on Amazon EFS (use advisory)."""
-    spec = _get(record, "preflight", "lock_type")
-    if not spec:
-        return []
     default = spec.get("default", "linkbased")
     var = spec.get("var", "lock-type")
     result = []
@@ -773,11 +779,11 @@ def parse_locktester(output):
     return result
 
 
-def check_locktest(readings, record):
+@_for_records_with("locktest")
+def check_locktest(readings, record, spec):
     """Workbench: the vendor's locktester, run on two nodes in one shared directory, shows the configured lock
     type working across nodes (the first holds the locks, the others must fail to take them)."""
-    spec = _get(record, "preflight", "locktest")
-    if not spec or not spec.get("enabled"):
+    if not spec.get("enabled"):
         return []
     nodes = _nodes(readings)
     runs = [(node, _get(readings[node], "locktest")) for node in nodes]

@@ -96,12 +96,9 @@ class Migration:
             raise MigrationError("workers must be at least 1, got %s" % self.workers)
         if lock_timeout < 0:
             raise MigrationError("lock_timeout must be 0 or more seconds, got %s" % lock_timeout)
-        self.src = src
-        self.dest = dest
         self.schema = schema
         self.wanted = list(tables or [])
         self.if_exists = if_exists
-        self.batch_size = batch_size
         self.verify = verify
         self.layout = layout
         self.check_mode = check_mode
@@ -263,10 +260,7 @@ class Migration:
         return entries
 
     def run_jobs(self, jobs, staged_only, staging=None):
-        settings = {"src": self.src, "dest": self.dest, "batch_size": self.batch_size,
-                    "application_name": self.application_name + " worker", "staged_only": staged_only,
-                    "clock": self.clock}
-        outcomes = run_jobs(jobs, self.workers, settings)
+        outcomes = run_jobs(jobs, self.workers, self.session.worker_settings(staged_only))
         if staging is not None:
             # The identifiers as the statements were rendered (PostgreSQL quotes them as SQLite does). Not
             # sql.Identifier.as_string(None): psycopg before 3.2 (Debian 12 ships 3.1.7) needs a connection for it.

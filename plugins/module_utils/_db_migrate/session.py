@@ -31,11 +31,11 @@ class Session:
                  clock=time.monotonic):
         self.src = src
         self.dest = dest
+        self.secrets = uri_secrets(dest)  # masked in every message and statement reported
         self.batch_size = batch_size
         self.application_name = application_name
         self.staged_only = staged_only
         self.clock = clock
-        self.secrets = uri_secrets(dest)
         self.statements = []
         self.warnings = []
         self.timings = {}
@@ -60,6 +60,12 @@ class Session:
         if self._tables is None:
             self._tables = dict((t.name, t) for t in read_schema(self.source))
         return self._tables
+
+    def worker_settings(self, staged_only):
+        """What a worker process needs to open a session of its own (see scheduler.run_jobs)."""
+        return {"src": self.src, "dest": self.dest, "batch_size": self.batch_size,
+                "application_name": self.application_name + " worker", "staged_only": staged_only,
+                "clock": self.clock}
 
     def start_job(self):
         self.statements = []
