@@ -19,18 +19,12 @@ import tempfile
 
 
 def show_servers_state(path, timeout=10):
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(timeout)
-    client.connect(path)
-    client.sendall(b"show servers state\n")
-    chunks = []
-    while True:
-        chunk = client.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    client.close()
-    return b"".join(chunks).decode("utf-8", "replace")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        client.connect(path)
+        client.sendall(b"show servers state\n")
+        with client.makefile("rb") as answer:  # read to the end: HAProxy closes the connection after answering
+            return answer.read().decode("utf-8", "replace")
 
 
 def configured_ports(config_path):

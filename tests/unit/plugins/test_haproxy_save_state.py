@@ -3,6 +3,10 @@ lines of a recorded `show servers state` (HAProxy 2.6.12) it keeps for the confi
 
 import importlib.util
 import pathlib
+import socket
+import sys
+import threading
+import time
 
 import pytest
 
@@ -44,3 +48,52 @@ def test_keeps_only_servers_still_configured_on_the_same_port(tmp_path, cli_outp
 def test_refuses_an_answer_it_does_not_know():
     with pytest.raises(ValueError):
         saver.keep("Unknown command.\n", {})
+
+
+def serve_once(path, answer, pieces=3):
+    """A stand-in for HAProxy's runtime socket: reads one command, answers in ``pieces`` writes, then closes."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    received = []
+
+    def answer_one():
+        connection, unused = server.accept()
+        with connection:
+            received.append(connection.makefile("rb").readline())
+            size = len(answer) // pieces + 1
+            for start in range(0, len(answer), size):
+                connection.sendall(answer[start:start + size])
+                time.sleep(0.05)
+        server.close()
+
+    thread = threading.Thread(target=answer_one, daemon=True)
+    thread.start()
+    return thread, received
+
+
+def test_saves_the_whole_answer_for_the_next_process(tmp_path, cli_output, capsys, monkeypatch):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG)
+    output = tmp_path / "server-state"
+    output.write_text("old\n")
+    sock = str(tmp_path / "admin.sock")
+    thread, received = serve_once(sock, cli_output("haproxy/show-servers-state.txt").encode())
+    monkeypatch.setattr(sys, "argv", ["save", "--socket", sock, "--config", str(config), "--output", str(output)])
+    assert saver.main() == 0
+    thread.join(5)
+    assert received == [b"show servers state\n"]
+    saved = output.read_text().splitlines()
+    assert [line.split()[1:4:2] for line in saved[2:]] == [["connect", "node1"], ["workbench", "node1"]]
+    assert oct(output.stat().st_mode & 0o777) == "0o644"
+    assert "2 server states saved to %s" % output in capsys.readouterr().out
+
+
+def test_leaves_the_old_file_when_haproxy_does_not_answer(tmp_path, capsys, monkeypatch):
+    output = tmp_path / "server-state"
+    output.write_text("old\n")
+    sock = str(tmp_path / "nobody.sock")
+    monkeypatch.setattr(sys, "argv", ["save", "--socket", sock, "--config", "/nonexistent", "--output", str(output)])
+    assert saver.main() == 0  # the reload goes on
+    assert output.read_text() == "old\n"
+    assert "HAProxy does not answer on %s" % sock in capsys.readouterr().err
