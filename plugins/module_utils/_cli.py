@@ -183,10 +183,10 @@ class ProductCli:
     def run(self, args):
         """Run the CLI with ``args``; return a :class:`CliResult` whatever the exit code."""
         argv = [self.path] + [str(arg) for arg in args]
+        # Listed before it runs: a caller may return while it still runs (cluster_node's health_url).
+        self.commands.append(CliResult(argv, None, "", "").command)
         rc, stdout, stderr = self.module.run_command(argv, environ_update=dict(CLI_ENVIRONMENT))
-        result = CliResult(argv, rc, stdout or "", stderr or "")
-        self.commands.append(result.command)
-        return result
+        return CliResult(argv, rc, stdout or "", stderr or "")
 
     def fail_command(self, msg, result, **extra):
         """Fail the module with everything needed to understand what the CLI did."""

@@ -43,6 +43,17 @@ options:
     type: str
     choices: [online, offline, absent]
     default: online
+  health_url:
+    description:
+      - With O(state=online), a health URL of the one node in O(nodes), as the host the task runs on reaches it
+        (for example V(http://127.0.0.1:4242/__ping__) when the task runs on that node). The task returns only
+        once it answers 200, so no separate health wait is needed.
+      - For Package Manager it is requested every 0.25 s while C(rspm) waits for the node, and the task returns
+        at the first 200 answer, without waiting for C(rspm)'s own next look (its wait then ends by itself). This
+        shortens the upgrade's window in which no node serves. A failure of C(rspm) before that fails the task
+        as without this option.
+      - Not allowed with more than one node in O(nodes), or with another O(state).
+    type: str
   timeout:
     description:
       - Seconds to wait for the nodes to reach O(state). Package Manager waits itself (C(--timeout)); for
@@ -116,6 +127,14 @@ changed_nodes:
   type: list
   elements: str
   sample: [pm1]
+healthy:
+  description:
+    - Whether O(health_url) answered 200; only with O(health_url), and then always true on success.
+    - When it answered before C(rspm) returned, RV(nodes) is the listing read before the change, with the mode
+      that answer proved.
+  returned: success and O(health_url) given
+  type: bool
+  sample: true
 waited:
   description: Seconds spent waiting for the nodes to reach the state (0 when nothing had to change).
   returned: success
@@ -132,15 +151,21 @@ commands:
 """
 
 import re
+import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import mask_url
 
 from ansible_collections.positops.ha.plugins.module_utils._cluster import (
     PRODUCT_CLIS, cluster_argument_spec, describe_nodes, product_cli)
+from ansible_collections.positops.ha.plugins.module_utils._health import probe
 from ansible_collections.positops.ha.plugins.module_utils._workbench import LIVE_STATUSES, is_local, local_identity
 
 POLL_INTERVAL = 1.0
+# health_url: how often it is requested, and how long one request may take.
+HEALTH_DELAY = 0.25
+HEALTH_REQUEST_TIMEOUT = 5
 
 
 def _now():
@@ -167,15 +192,73 @@ def _validate(module):
         module.fail_json(msg="nodes is empty; list at least one node.")
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second, got %d." % params["timeout"])
+    if params["health_url"] and (params["state"] != "online" or len(requested) != 1):
+        module.fail_json(msg="health_url is the health URL of one node coming online; got state=%s and %d node(s)"
+                             " (%s). Give one node with state=online, or leave health_url out."
+                         % (params["state"], len(requested), ", ".join(requested)))
     adapter = PRODUCT_CLIS.get(params["product"])
     if params["state"] == "absent" and adapter is not None and adapter.cannot_delete_nodes:
         module.fail_json(msg=adapter.cannot_delete_nodes)
     return requested
 
 
-def _finish(module, cli, records, changed_nodes, waited):
+def _finish(module, cli, records, changed_nodes, started=None, healthy=False):
+    """Exit with the nodes; ``started`` is when the change began (None: nothing changed). With health_url, not in
+    check mode, the node must answer it first (``healthy``: it already did)."""
+    extra = {}
+    if module.params["health_url"] and not module.check_mode:
+        if not healthy:
+            _wait_healthy(module, cli, _now() if started is None else started)
+        extra["healthy"] = True
+    waited = 0 if started is None else _now() - started
     module.exit_json(changed=bool(changed_nodes), nodes=records, changed_nodes=changed_nodes,
-                     waited=round(waited, 1), commands=cli.commands)
+                     waited=round(waited, 1), commands=cli.commands, **extra)
+
+
+def _wait_healthy(module, cli, started):
+    """Request health_url every HEALTH_DELAY s until it answers 200; fail once the task's timeout has passed."""
+    url = module.params["health_url"]
+    deadline = started + module.params["timeout"]
+    attempts = 0
+    while True:
+        attempts += 1
+        status, error = probe(module, url, HEALTH_REQUEST_TIMEOUT)
+        if status == 200:
+            return
+        if _now() >= deadline:
+            module.fail_json(msg="%s is %s in the cluster, but %s did not answer 200 within %ss (%d attempts; last "
+                                 "answer: %s). Fix: read the node's service log for why it does not serve, then run "
+                                 "the task again." % (module.params["nodes"][0].strip(), module.params["state"],
+                                                      mask_url(url), module.params["timeout"], attempts,
+                                                      "HTTP %s" % status if status is not None else error),
+                             commands=cli.commands)
+        _sleep(max(0.0, min(HEALTH_DELAY, deadline - _now())))
+
+
+def _change_while_probing(module, change):
+    """Run ``change`` (a CLI call that waits for the nodes itself) in a thread and request health_url meanwhile.
+    Return the CLI's result, or None when health_url answered 200 first (the CLI's wait then ends by itself)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = change()
+        except BaseException as exc:  # pylint: disable=broad-except
+            # Raised here, it would be lost: the main thread re-raises it.
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="cluster-cli")
+    worker.daemon = True
+    worker.start()
+    while worker.is_alive():
+        status, dummy = probe(module, module.params["health_url"], HEALTH_REQUEST_TIMEOUT)
+        if status == 200:
+            return None
+        worker.join(HEALTH_DELAY)
+    if "error" in outcome:
+        # A SystemExit is fail_json's, which has printed the result already: raised here, it ends the module.
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def package_manager(module, cli, requested):
@@ -190,10 +273,20 @@ def package_manager(module, cli, requested):
                          known_nodes=sorted(by_name), commands=cli.commands)
     to_change = [name for name in requested if by_name[name]["mode"] != state]
     if not to_change or module.check_mode:
-        _finish(module, cli, [by_name[name] for name in requested], to_change, 0)
+        _finish(module, cli, [by_name[name] for name in requested], to_change)
 
     started = _now()
-    result = cli.set_mode(state, to_change, module.params["timeout"])
+
+    def change():
+        return cli.set_mode(state, to_change, module.params["timeout"])
+
+    if module.params["health_url"]:
+        result = _change_while_probing(module, change)
+        if result is None:
+            _finish(module, cli, [dict(by_name[name], mode=state) for name in requested], to_change, started,
+                    healthy=True)
+    else:
+        result = change()
     waited = _now() - started
     if result.rc != 0:
         error = cli.mode_error(result)
@@ -216,7 +309,7 @@ def package_manager(module, cli, requested):
         cli.fail_command("rspm reported success but the listing it printed shows %s%s." % (
             ("node(s) not %s: %s" % (state, describe_nodes(wrong))) if wrong else "",
             ("%smissing node(s): %s" % ("; " if wrong else "", ", ".join(missing))) if missing else ""), result)
-    _finish(module, cli, [after[name] for name in requested], to_change, waited)
+    _finish(module, cli, [after[name] for name in requested], to_change, started)
 
 
 def _resolve_workbench(module, cli, requested, records, allow_unknown):
@@ -246,12 +339,12 @@ def _resolve_workbench(module, cli, requested, records, allow_unknown):
 
 
 def _wait_workbench(module, cli, done, describe_pending, started):
-    """Poll list-nodes until ``done(records)`` holds or the deadline passes; return (records, waited)."""
+    """Poll list-nodes until ``done(records)`` holds or the deadline passes; return the records."""
     deadline = started + module.params["timeout"]
     while True:
         records = cli.list_nodes()
         if done(records):
-            return records, _now() - started
+            return records
         if _now() >= deadline:
             module.fail_json(msg="Timed out after %ss waiting for Workbench node(s) to be %s: %s." % (
                 module.params["timeout"], module.params["state"], describe_pending(records)),
@@ -277,7 +370,7 @@ def workbench(module, cli, requested):
                             "rstudio-server is stopped on it." % (target["name"], target["id"]))
         changed = [target["name"] or str(target["id"]) for target in targets]
         if not targets or module.check_mode:
-            _finish(module, cli, [] if not module.check_mode else targets, changed, 0)
+            _finish(module, cli, [] if not module.check_mode else targets, changed)
         started = _now()
         for target in targets:
             cli.delete_node(target["id"])
@@ -288,8 +381,8 @@ def workbench(module, cli, requested):
         def still_there(current):
             return describe_nodes([record for record in current if record["id"] in target_ids])
 
-        records, waited = _wait_workbench(module, cli, gone, still_there, started)
-        _finish(module, cli, [], changed, waited)
+        _wait_workbench(module, cli, gone, still_there, started)
+        _finish(module, cli, [], changed, started)
 
     to_change = [target for target in targets if target["mode"] != state]
     identity = local_identity()
@@ -302,7 +395,7 @@ def workbench(module, cli, requested):
                          nodes=targets, commands=cli.commands)
     changed = [target["name"] or str(target["id"]) for target in to_change]
     if not to_change or module.check_mode:
-        _finish(module, cli, targets, changed, 0)
+        _finish(module, cli, targets, changed)
 
     started = _now()
     cli.set_local_mode(state)
@@ -317,9 +410,9 @@ def workbench(module, cli, requested):
                      for node_id in target_ids]
         return ", ".join(described)
 
-    records, waited = _wait_workbench(module, cli, reached, pending, started)
+    records = _wait_workbench(module, cli, reached, pending, started)
     by_id = dict((record["id"], record) for record in records)
-    _finish(module, cli, [by_id[node_id] for node_id in target_ids], changed, waited)
+    _finish(module, cli, [by_id[node_id] for node_id in target_ids], changed, started)
 
 
 # How each product changes nodes: Package Manager from any node, Workbench only on the node itself.
@@ -332,6 +425,7 @@ def main():
         nodes=dict(type="list", elements="str", required=True),
         state=dict(type="str", default="online", choices=["online", "offline", "absent"]),
         timeout=dict(type="int", default=60),
+        health_url=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     requested = _validate(module)

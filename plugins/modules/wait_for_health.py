@@ -110,7 +110,9 @@ unit_state:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import fetch_url, mask_url
+from ansible.module_utils.urls import mask_url
+
+from ansible_collections.positops.ha.plugins.module_utils._health import probe
 
 # Consecutive `failed` readings of the unit after which waiting stops.
 FAILED_READINGS = 3
@@ -122,17 +124,6 @@ def _now():
 
 def _sleep(seconds):
     time.sleep(seconds)
-
-
-def _poll(module, url, request_timeout):
-    """(status, error) of one GET: the HTTP status, or None and why there was no answer."""
-    response, info = fetch_url(module, url, method="GET", timeout=request_timeout)
-    if response is not None:
-        response.close()
-    status = info.get("status", -1)
-    if status is None or status < 0:
-        return None, info.get("msg") or "no answer"
-    return status, None
 
 
 def _unit_state(module, systemctl, service):
@@ -166,7 +157,7 @@ def main():
     unit_state = None
     while True:
         attempts += 1
-        status, error = _poll(module, url, params["request_timeout"])
+        status, error = probe(module, url, params["request_timeout"])
         if status == code:
             module.exit_json(changed=False, status=status, elapsed=round(_now() - start, 1), attempts=attempts)
         if systemctl:

@@ -4,6 +4,7 @@ JSON format) and the result the module must return."""
 
 import calendar
 import json
+import threading
 import time
 
 import pytest
@@ -414,3 +415,152 @@ def test_default_cli_paths(run_module, product, path):
     failed, result = run_module(cluster_node.main, dict(product=product, nodes=["n1"]))
     assert failed
     assert "not executable at %s." % path in result["msg"]
+
+
+# ---- health_url: the node's health URL, read while rspm waits ------------------------------------------------
+HEALTH_URL = "http://127.0.0.1:4242/__ping__"
+ONLINE_PM1 = ["cluster", "online", "--nodes=pm1", "--timeout=300", JSON]
+
+
+class HealthAnswers:
+    """cluster_node's probe answering from a list of statuses (the last one repeats; None: no answer)."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.urls = []
+
+    def probe(self, module, url, request_timeout):
+        self.urls.append(url)
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return (status, None) if status is not None else (None, "Connection refused")
+
+
+@pytest.fixture
+def health(monkeypatch):
+    def answering(*statuses):
+        answers = HealthAnswers(statuses)
+        monkeypatch.setattr(cluster_node, "probe", answers.probe)
+        monkeypatch.setattr(cluster_node, "HEALTH_DELAY", 0.01)
+        return answers
+    return answering
+
+
+def _pm_online(fake_cli, call_factory, cli_output, online_rc=0, online_stdout="json@rspm/cluster-nodes-all-online.txt",
+               online_stderr=""):
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-pm1-offline.txt", cli_output), ""),
+                     call_factory(ONLINE_PM1, online_rc, _text(online_stdout, cli_output), online_stderr, 41.0)])
+
+
+def test_health_url_answering_first_returns_while_rspm_still_waits(run_module, fake_cli, call_factory,
+                                                                   cli_output, identity, clock, health):
+    _pm_online(fake_cli, call_factory, cli_output)
+    answers = health(503, None, 503, 200)
+    release = threading.Event()
+    scripted = fake_cli.run_command
+
+    def run_command(module, args, **kwargs):
+        if args[1:3] == ["cluster", "online"]:
+            assert release.wait(30), "the test never released rspm"
+        return scripted(module, args, **kwargs)
+
+    fake_cli.run_command = run_command
+    try:
+        failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"], timeout=300,
+                                                            health_url=HEALTH_URL, cli_path=fake_cli.path))
+        # rspm has not returned: the module did not wait for it.
+        assert fake_cli.expected and fake_cli.expected[0].args == ONLINE_PM1
+    finally:
+        release.set()
+    assert not failed, result
+    assert result["healthy"] is True and result["changed"] is True and result["changed_nodes"] == ["pm1"]
+    assert [(node["name"], node["mode"]) for node in result["nodes"]] == [("pm1", "online")]
+    assert answers.urls == [HEALTH_URL] * 4
+    # The command it started is reported although it had not returned.
+    assert result["commands"][-1] == " ".join([fake_cli.path] + ONLINE_PM1)
+
+
+def test_health_url_read_after_rspm_returned_first(run_module, fake_cli, call_factory, cli_output, identity, clock,
+                                                   health):
+    _pm_online(fake_cli, call_factory, cli_output)
+    answers = health(503, 503, 200)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"], timeout=300,
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    fake_cli.assert_done()
+    assert not failed, result
+    assert result["healthy"] is True
+    # The listing rspm printed, not the one read before.
+    assert dict((node["name"], node["version"]) for node in result["nodes"]) == {"pm1": "2023.12.0-13"}
+    assert len(answers.urls) == 3
+
+
+def test_health_url_never_answering_fails_at_the_timeout(run_module, fake_cli, call_factory, cli_output, identity,
+                                                         clock, health):
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-pm1-offline.txt", cli_output), ""),
+                     call_factory(["cluster", "online", "--nodes=pm1", "--timeout=5", JSON], 0,
+                                  _text("json@rspm/cluster-nodes-all-online.txt", cli_output), "", 1.0)])
+    health(503)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"], timeout=5,
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    assert failed
+    assert ("pm1 is online in the cluster, but %s did not answer 200 within 5s" % HEALTH_URL) in result["msg"]
+    assert "last answer: HTTP 503" in result["msg"] and "Fix: read the node's service log" in result["msg"]
+    assert clock.now >= 1000.0 + 5
+
+
+def test_health_url_rspm_failing_first_fails_as_without_it(run_module, fake_cli, call_factory, cli_output, identity,
+                                                           clock, health):
+    _pm_online(fake_cli, call_factory, cli_output, online_rc=1, online_stdout="",
+               online_stderr="Error: cannot go online, the configuration is invalid: HTTP.Listen\n")
+    health(503)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"], timeout=300,
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    assert failed and "healthy" not in result
+    assert "failed with exit code 1: Error: cannot go online, the configuration is invalid" in result["msg"]
+
+
+def test_health_url_a_failure_inside_the_cli_thread_is_reported_once(run_module, fake_cli, call_factory, cli_output,
+                                                                     identity, clock, health):
+    _pm_online(fake_cli, call_factory, cli_output)
+    health(503)
+    scripted = fake_cli.run_command
+
+    def run_command(module, args, **kwargs):
+        if args[1:3] == ["cluster", "online"]:
+            module.fail_json(msg="Error executing command: [Errno 8] Exec format error")
+        return scripted(module, args, **kwargs)
+
+    fake_cli.run_command = run_command
+    # run_module parses the whole output as one JSON document: a second result printed would break it.
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"], timeout=300,
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    assert failed and result["msg"] == "Error executing command: [Errno 8] Exec format error"
+
+
+def test_health_url_on_a_node_already_online_is_still_read(run_module, fake_cli, call_factory, cli_output, identity,
+                                                           clock, health):
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-all-online.txt", cli_output), "")])
+    answers = health(None, 200)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"],
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    assert not failed and result["changed"] is False and result["healthy"] is True
+    assert len(answers.urls) == 2
+
+
+def test_health_url_is_not_read_in_check_mode(run_module, fake_cli, call_factory, cli_output, identity, clock,
+                                              health):
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-pm1-offline.txt", cli_output), "")])
+    answers = health(503)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=["pm1"],
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path),
+                                check_mode=True)
+    assert not failed and result["changed_nodes"] == ["pm1"] and "healthy" not in result
+    assert answers.urls == []
+
+
+@pytest.mark.parametrize("state, nodes", [("offline", ["pm1"]), ("online", ["pm1", "pm2"])])
+def test_health_url_needs_one_node_coming_online(run_module, fake_cli, identity, clock, health, state, nodes):
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", nodes=nodes, state=state,
+                                                        health_url=HEALTH_URL, cli_path=fake_cli.path))
+    assert failed and "health_url is the health URL of one node coming online; got state=%s and %d node(s)" % (
+        state, len(nodes)) in result["msg"]
+    assert fake_cli.seen == []

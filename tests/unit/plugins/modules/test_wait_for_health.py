@@ -4,6 +4,7 @@ import pytest
 
 from ansible.module_utils import basic
 
+from ansible_collections.positops.ha.plugins.module_utils import _health
 from ansible_collections.positops.ha.plugins.modules import wait_for_health
 
 URL = "http://127.0.0.1:3939/__ping__"
@@ -56,7 +57,7 @@ def clock(monkeypatch, fake_clock):
 def server(monkeypatch, clock):
     def make(answers, default=503, duration=0.1):
         fake = FakeServer(clock, answers, default, duration)
-        monkeypatch.setattr(wait_for_health, "fetch_url", fake.fetch_url)
+        monkeypatch.setattr(_health, "fetch_url", fake.fetch_url)
         return fake
     return make
 
