@@ -130,8 +130,8 @@ changed_nodes:
 healthy:
   description:
     - Whether O(health_url) answered 200; only with O(health_url), and then always true on success.
-    - When it answered before C(rspm) returned, RV(nodes) is the listing read before the change, with the mode
-      that answer proved.
+    - When it answered before C(rspm) returned, RV(nodes) is the listing read before the change, with the mode (and
+      status) that answer proved.
   returned: success and O(health_url) given
   type: bool
   sample: true
@@ -283,8 +283,9 @@ def package_manager(module, cli, requested):
     if module.params["health_url"]:
         result = _change_while_probing(module, change)
         if result is None:
-            _finish(module, cli, [dict(by_name[name], mode=state) for name in requested], to_change, started,
-                    healthy=True)
+            # rspm's listing gives the mode as the status too.
+            _finish(module, cli, [dict(by_name[name], mode=state, status=state) for name in requested], to_change,
+                    started, healthy=True)
     else:
         result = change()
     waited = _now() - started

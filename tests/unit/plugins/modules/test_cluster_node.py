@@ -473,7 +473,7 @@ def test_health_url_answering_first_returns_while_rspm_still_waits(run_module, f
         release.set()
     assert not failed, result
     assert result["healthy"] is True and result["changed"] is True and result["changed_nodes"] == ["pm1"]
-    assert [(node["name"], node["mode"]) for node in result["nodes"]] == [("pm1", "online")]
+    assert [(node["name"], node["mode"], node["status"]) for node in result["nodes"]] == [("pm1", "online", "online")]
     assert answers.urls == [HEALTH_URL] * 4
     # The command it started is reported although it had not returned.
     assert result["commands"][-1] == " ".join([fake_cli.path] + ONLINE_PM1)
