@@ -1,10 +1,10 @@
 """cluster_node and cluster_node_info against emulator nodes installed from their .deb, backed by PostgreSQL.
 
 Every module runs through Ansible itself (``ansible -m positops.ha.<module>`` over the Docker connection), on
-the node whose CLI it drives. Package Manager: two nodes, offline/online, check mode, idempotence, an unknown
-node, and a timeout caused by a stopped node. Workbench: two nodes, local offline/online, the refusal to change
-another node, an unknown node, delete-node of a stopped node, and a timeout caused by a CLI whose ``online`` does
-nothing (through ``cli_path``).
+the node whose CLI it drives. Package Manager: two nodes, offline/online, online returning at the node's first
+healthy answer (health_url), check mode, idempotence, an unknown node, and a timeout caused by a stopped node.
+Workbench: two nodes, local offline/online, the refusal to change another node, an unknown node, delete-node of a
+stopped node, and a timeout caused by a CLI whose ``online`` does nothing (through ``cli_path``).
 
 The tests of this module share one lab and run in file order.
 """
@@ -188,6 +188,29 @@ def test_pm_online_from_the_other_node(cluster, ansible):
     assert result["changed_nodes"] == ["pm2"] and modes(result) == {"pm1": "online", "pm2": "online"}
     assert ansible.run("pm2", "cluster_node", args)["changed"] is False
     assert pm_listing(cluster["pm2"]) == {"pm1": "online", "pm2": "online"}
+
+
+def test_pm_online_with_health_url_returns_once_the_node_serves(cluster, ansible):
+    cluster["pm1"].exec("%s cluster offline --nodes=pm2 --timeout=30" % RSPM)
+    args = {"product": "package_manager", "nodes": ["pm2"], "state": "online", "timeout": 30,
+            "health_url": "http://127.0.0.1:4242/__ping__"}
+    result = ansible.run("pm2", "cluster_node", args)
+    assert not result["failed"], result
+    assert result["healthy"] is True and result["changed_nodes"] == ["pm2"] and modes(result) == {"pm2": "online"}
+    assert result["commands"][-1] == "%s cluster online --nodes=pm2 --timeout=30 --output-format=json" % RSPM
+    # It returned at the node's first healthy answer, which rspm's listing then confirms.
+    assert cluster["pm2"].http("http://localhost:4242/__ping__")[0] == 200
+    cluster["pm1"].wait_until("%s cluster nodes | grep -c ' online$' | grep -qx 2" % RSPM, timeout=30)
+
+    # A URL that never answers 200 fails the task at its timeout, naming the URL.
+    result = ansible.run("pm2", "cluster_node", dict(args, timeout=2, health_url="http://127.0.0.1:4242/missing"))
+    assert result["failed"]
+    assert ("pm2 is online in the cluster, but http://127.0.0.1:4242/missing did not answer 200 within 2s"
+            in result["msg"])
+    assert "last answer: HTTP 404" in result["msg"]
+
+    refused = ansible.run("pm1", "cluster_node", dict(args, nodes=["pm1", "pm2"]))
+    assert refused["failed"] and "health_url is the health URL of one node coming online" in refused["msg"]
 
 
 def test_pm_unknown_node_fails_before_any_change(cluster, ansible):
