@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from positemu import db as dbmod
-from positemu import gcfg, httpd, nodes, runtime, schema
+from positemu import gcfg, httpd, nodes, runtime, schema, workbench_db
 
 LOG = logging.getLogger("test")
 
@@ -331,6 +331,19 @@ def test_nodes_starting_together_on_an_empty_postgres_database_all_start(postgre
         schema.ensure(db, 41, ddl, "node%d" % number, logging.getLogger("race"))))
     assert errors == []
     assert sorted(outcomes) == ["created", "current", "current", "current"]
+
+
+def test_workbench_nodes_defining_the_cluster_together_all_succeed(postgres):
+    """Workbench nodes starting together with no Online node each define the cluster: without the lock, the second
+    INSERT failed on lb_cluster's primary key and that node's rserver exited (seen in the lab's site.yml)."""
+    url = "postgres://postgres@127.0.0.1:%d/%s" % (postgres.port, postgres.fresh_database("cluster_race"))
+    db = dbmod.connect(url)
+    db.create_tables(workbench_db.SCHEMA_11)
+    errors = start_together(6, url, lambda node_db, number: workbench_db.set_cluster(node_db, "hash", "http"))
+    assert errors == []
+    assert tuple(workbench_db.cluster(db)) == ("hash", "http")
+    assert db.query_one("SELECT count(*) FROM lb_cluster")[0] == 1
+    db.close()
 
 
 def test_nodes_registering_together_on_an_empty_postgres_database_all_register(postgres):

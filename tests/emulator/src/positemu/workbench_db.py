@@ -62,8 +62,16 @@ def cluster(db):
     return db.query_one("SELECT key_hash, protocol FROM lb_cluster WHERE id = 1")
 
 
+# Key of the PostgreSQL advisory lock that serialises defining the cluster: nodes starting together on a cluster
+# with no Online node all define it, and without the lock the second INSERT failed on the primary key (a node of
+# site.yml died so in the lab).
+CLUSTER_LOCK_KEY = 4243
+
+
 def set_cluster(db, hashed_key, protocol):
     with db.transaction():
+        if db.provider == "postgres":
+            db.execute("SELECT pg_advisory_xact_lock(?)", (CLUSTER_LOCK_KEY,))
         db.execute("DELETE FROM lb_cluster")
         db.execute("INSERT INTO lb_cluster (id, key_hash, protocol, updated) VALUES (1, ?, ?, ?)",
                    (hashed_key, protocol, time.time()))
