@@ -139,6 +139,11 @@ def read_table(lines, columns, first_line=1, split_on_white_space=False):
     return rows
 
 
+def command_line(argv):
+    """``argv`` as one shell-quoted line, as the modules report commands."""
+    return " ".join(shlex.quote(part) for part in argv)
+
+
 class CliResult:
     """What one command returned."""
 
@@ -150,7 +155,7 @@ class CliResult:
 
     @property
     def command(self):
-        return " ".join(shlex.quote(part) for part in self.argv)
+        return command_line(self.argv)
 
 
 class ProductCli:
@@ -184,7 +189,7 @@ class ProductCli:
         """Run the CLI with ``args``; return a :class:`CliResult` whatever the exit code."""
         argv = [self.path] + [str(arg) for arg in args]
         # Listed before it runs: a caller may return while it still runs (cluster_node's health_url).
-        self.commands.append(CliResult(argv, None, "", "").command)
+        self.commands.append(command_line(argv))
         rc, stdout, stderr = self.module.run_command(argv, environ_update=dict(CLI_ENVIRONMENT))
         return CliResult(argv, rc, stdout or "", stderr or "")
 

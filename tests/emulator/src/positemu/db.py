@@ -162,6 +162,12 @@ class Database:
             finally:
                 self._in_transaction = False
 
+    def lock_between_nodes(self, key):
+        """Inside a transaction: wait until no other node holds ``key`` (PostgreSQL advisory lock, released at the
+        transaction's end). SQLite needs none: BEGIN IMMEDIATE already serialises writers."""
+        if self.provider == "postgres":
+            self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+
     def create_tables(self, statements):
         """Run CREATE TABLE IF NOT EXISTS statements, serialised between nodes on PostgreSQL.
 
@@ -174,8 +180,7 @@ class Database:
             return
         outermost = not self._in_transaction  # an enclosing transaction may still roll the tables back
         with self.transaction():
-            if self.provider == "postgres":
-                self.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
+            self.lock_between_nodes(DDL_LOCK_KEY)
             for statement in missing:
                 self.execute(statement)
         if outermost:

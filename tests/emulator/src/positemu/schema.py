@@ -106,8 +106,7 @@ def ensure(db, binary_version, ddl, by, log, on_migrating=None):
         # Nodes installed together start together: without a lock, concurrent CREATE TABLE on one PostgreSQL
         # database fails in all but one of them. Real servers hold a migration lock; so does this one.
         with db.transaction():
-            if db.provider == "postgres":
-                db.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
+            db.lock_between_nodes(DDL_LOCK_KEY)
             if read_version(db) is None:
                 db.create_tables(ddl)
                 write_version(db, binary_version, by)

@@ -70,8 +70,7 @@ CLUSTER_LOCK_KEY = 4243
 
 def set_cluster(db, hashed_key, protocol):
     with db.transaction():
-        if db.provider == "postgres":
-            db.execute("SELECT pg_advisory_xact_lock(?)", (CLUSTER_LOCK_KEY,))
+        db.lock_between_nodes(CLUSTER_LOCK_KEY)
         db.execute("DELETE FROM lb_cluster")
         db.execute("INSERT INTO lb_cluster (id, key_hash, protocol, updated) VALUES (1, ?, ?, ?)",
                    (hashed_key, protocol, time.time()))
