@@ -23,6 +23,7 @@ options:
     description:
       - The reading, in three sections, each starting with its line, C(#passwd) (C(getent passwd)), C(#group)
         (C(getent group)) and C(#homes) (the names of the accounts whose home directory exists, one per line).
+        Other sections (a line starting with C(#)) are ignored.
     type: str
     required: true
   accounts:
@@ -66,8 +67,9 @@ def _parse(reading):
     sections = {"#passwd": {}, "#group": {}, "#homes": set()}
     current = None
     for line in str(reading or "").splitlines():
-        if line in sections:
-            current = line
+        if line.startswith("#"):
+            # Another section of the same reading (the role reads more in the same call) is not ours.
+            current = line if line in sections else None
         elif not line.strip() or current is None:
             continue
         elif current == "#homes":

@@ -70,6 +70,12 @@ def test_a_group_shared_by_two_accounts_is_created_once():
     assert plan["users"][1]["home"] == "/home/b"
 
 
+def test_other_sections_of_the_reading_are_ignored():
+    text = reading(PASSWD_DONE, GROUP_DONE, "rstudio-pm\n") + "#chrony\nii \nrstudio-connect\n"
+    plan = account_plan(text, ACCOUNTS)
+    assert [user["name"] for user in plan["users"]] == ["rstudio-connect"]
+
+
 def test_no_accounts_or_no_reading_plans_nothing():
     assert account_plan("", []) == {"conflicts": [], "groups": [], "users": []}
     assert account_plan(None, None) == {"conflicts": [], "groups": [], "users": []}
