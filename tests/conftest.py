@@ -22,10 +22,11 @@ POOLED = {
     "connect": ["test_rolling_upgrade_connect.py", "test_rolling_upgrade_resume.py[connect]"],
     "workbench": ["test_rolling_upgrade_workbench.py", "test_rolling_upgrade_resume.py[workbench]"],
 }
-# Units that run longest, first; the rest keep their order. From a clean run's --durations (2026-12-04, 3 workers,
-# seconds per unit): Molecule cluster 1995, the Package Manager pool ~1900, Connect ~1430, the examples lab ~1300,
-# Workbench ~1200, Molecule rolling_upgrade 866, Molecule infra 755. Run alone (shared host, load 1-4): Molecule
-# migrate_database 178-253, test_migrate_database.py 138 (234 before its happy path moved to the scenario).
+# Units that run longest, first; the rest keep their order. From a clean run's --durations (2026-12-05, 3 workers,
+# seconds per unit, 8282 in all over a 2794 s run, so the workers end within a minute of each other): the Package
+# Manager pool 1448, Molecule cluster 1435, Connect 1278, Workbench 835, the examples lab 804, Molecule
+# rolling_upgrade 464 and infra 454, Molecule migrate_database 267 and ha_to_single_node 262,
+# test_migrate_database.py 164. (2026-12-04: Molecule cluster 1995, the Package Manager pool ~1900.)
 LONGEST_FIRST = ["molecule-cluster", "package_manager", "connect", "test_examples_lab.py", "workbench",
                  "molecule-rolling_upgrade", "molecule-infra", "molecule-ha_to_single_node", "molecule-migrate_database",
                  "test_migrate_database.py",
