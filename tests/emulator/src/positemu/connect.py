@@ -332,18 +332,21 @@ class Daemon:
                                    "state = 'pending' OR (state = 'running' AND heartbeat < ?) "
                                    "ORDER BY created_at LIMIT 5", (abandoned_before,))
         for job_id, name, duration, state, previous, heartbeat in candidates:
-            claimed = self.db.execute(
-                "UPDATE jobs SET state = 'running', node = ?, heartbeat = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND (state = 'pending' OR (state = 'running' AND heartbeat < ?))",
-                (self.hostname, now, job_id, abandoned_before))
-            if claimed != 1:
-                continue  # another node was faster
-            attempt = self.db.query_one("SELECT attempts FROM jobs WHERE id = ?", (job_id,))[0]
+            # The claim and its run record in one transaction: a node killed between them left a claimed job
+            # without the record of its run (seen in the suite).
+            with self.db.transaction():
+                claimed = self.db.execute(
+                    "UPDATE jobs SET state = 'running', node = ?, heartbeat = ?, attempts = attempts + 1 "
+                    "WHERE id = ? AND (state = 'pending' OR (state = 'running' AND heartbeat < ?))",
+                    (self.hostname, now, job_id, abandoned_before))
+                if claimed != 1:
+                    continue  # another node was faster
+                attempt = self.db.query_one("SELECT attempts FROM jobs WHERE id = ?", (job_id,))[0]
+                self.db.execute("INSERT INTO job_runs (job_id, attempt, node, started_at) VALUES (?, ?, ?, ?)",
+                                (job_id, attempt, self.hostname, now))
             if state == "running":
                 self.log.warning("Claimed abandoned job %s (%s): its heartbeat from %s stopped %.0f s ago; it runs "
                                  "again here", job_id, name, previous, now - heartbeat)
-            self.db.execute("INSERT INTO job_runs (job_id, attempt, node, started_at) VALUES (?, ?, ?, ?)",
-                            (job_id, attempt, self.hostname, now))
             return job_id, name, duration, attempt
         return None
 
