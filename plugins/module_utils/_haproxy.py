@@ -312,22 +312,38 @@ def read_map(api, path):
     return parse_map(api.read("show map %s" % path))
 
 
+def split_switch(value):
+    """A hold switch's map value, ``<Unix time>`` or ``<Unix time>:<server>,<server>``: ``(expires_at or None,
+    [servers HAProxy admits at their first healthy answer])``."""
+    expires, _sep, servers = value.partition(":")
+    return (int(expires) if expires.isdigit() else None), [name for name in servers.split(",") if name]
+
+
+def switch_value(expires_at, admit):
+    """The map value that :func:`split_switch` reads."""
+    return "%d:%s" % (expires_at, ",".join(admit)) if admit else "%d" % expires_at
+
+
 def hold_states(api, path, backends, now):
-    """``{backend: {'on', 'expires_at', 'expires_in', 'entries'}}`` from the hold map ``path`` at Unix time ``now``.
+    """``{backend: {'on', 'expires_at', 'expires_in', 'admit', 'entries'}}`` from the hold map ``path`` at Unix time
+    ``now``.
 
     The map holds, per backend name, the Unix time at which its switch turns itself off (the Lua action ignores a
-    switch whose time has passed). ``entries`` are the map references of the backend's rows (normally one).
+    switch whose time has passed), then optionally the servers HAProxy admits at their first healthy answer while
+    the switch is on (positops-hold.lua). ``entries`` are the map references of the backend's rows (normally one).
     """
     rows = read_map(api, path)
     states = {}
     for backend in backends:
-        mine = [(reference, value) for reference, key, value in rows if key == backend]
-        expiries = [int(value) for reference, value in mine if value.isdigit()]
-        expires_at = max(expiries) if expiries else None
+        mine = [(reference, split_switch(value)) for reference, key, value in rows if key == backend]
+        readable = [switch for reference, switch in mine if switch[0] is not None]
+        expires_at, admit = max(readable) if readable else (None, [])
+        on = expires_at is not None and expires_at > now
         states[backend] = {
-            "on": expires_at is not None and expires_at > now,
+            "on": on,
             "expires_at": expires_at,
             "expires_in": max(0, expires_at - now) if expires_at is not None else 0,
-            "entries": [reference for reference, value in mine],
+            "admit": admit if on else [],
+            "entries": [reference for reference, switch in mine],
         }
     return states

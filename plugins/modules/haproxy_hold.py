@@ -20,6 +20,12 @@ description:
   - The switches live in HAProxy's memory only; a reload or restart of HAProxy reads the map file again, which
     positops.ha.load_balancer keeps empty - every switch is off after a reload.
   - O(state=on) for a backend that is on already extends its expiry; that is not reported as a change.
+  - With O(admit), HAProxy itself puts those servers back into the pool at their first healthy answer, while the
+    switch is on, the server is in maintenance and no server of the backend is usable (the hold's Lua task asks
+    each one's health check path every C(load_balancer_hold_poll_interval) ms). That saves the round trip of a
+    playbook that waits for the node and then readies it. Name only servers whose first healthy answer means they
+    may serve, such as the first node of a product stopped for its upgrade, which answers only once its new
+    version has migrated the schema.
 extends_documentation_fragment:
   - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
@@ -37,6 +43,15 @@ options:
     type: str
     default: "on"
     choices: ["on", "off"]
+  admit:
+    description:
+      - O(state=on) - servers that HAProxy puts back into the pool by itself at their first healthy answer while
+        the switch is on and no server of the backend is usable (see the description). Each must be a server of
+        every backend in O(backends); an unknown name fails, listing the servers there are.
+      - Replaces the list the switch had. Switching the hold off ends every admission.
+    type: list
+    elements: str
+    default: []
   expires:
     description: O(state=on) - seconds after which the switch turns itself off if nothing switched it off before.
     type: int
@@ -66,6 +81,13 @@ EXAMPLES = r"""
     expires: 1800
   delegate_to: lb1
 
+- name: Hold Connect's requests, and let HAProxy admit the first upgraded node at its first healthy answer
+  positops.ha.haproxy_hold:
+    backends: [connect]
+    admit: [connect1]
+    expires: 1800
+  delegate_to: lb1
+
 - name: Release the hold (rescue, or right after the window)
   positops.ha.haproxy_hold:
     backends: [connect]
@@ -83,7 +105,7 @@ holds:
   description: The switch of every backend named (every backend found in the map for O(state=off) without backends), after the change.
   returned: success
   type: dict
-  sample: {connect: {"on": true, expires_at: 1764771234, expires_in: 1800}}
+  sample: {connect: {"on": true, expires_at: 1764771234, expires_in: 1800, admit: [connect1]}}
   contains:
     "on":
       description: Whether the hold is on.
@@ -94,12 +116,16 @@ holds:
     expires_in:
       description: Seconds left; V(0) when off.
       type: int
+    admit:
+      description: The servers HAProxy admits at their first healthy answer (O(admit)); empty when off.
+      type: list
+      elements: str
 commands:
   description: The runtime API commands that changed something, in order (reads are left out).
   returned: always
   type: list
   elements: str
-  sample: ["add map /etc/haproxy/positops-hold.map connect 1764771234"]
+  sample: ["add map /etc/haproxy/positops-hold.map connect 1764771234:connect1"]
 """
 
 import time
@@ -107,7 +133,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.positops.ha.plugins.module_utils._haproxy import (
-    DEFAULT_HOLD_MAP, SOCKET_OPTIONS, RuntimeApi, RuntimeApiError, hold_states, loaded_maps, read_backends, read_map)
+    DEFAULT_HOLD_MAP, SOCKET_OPTIONS, RuntimeApi, RuntimeApiError, hold_states, loaded_maps, read_backends, read_map,
+    switch_value)
 
 
 def _time():
@@ -123,8 +150,17 @@ def switch(module, api):
                 "it with positops.ha.load_balancer (load_balancer_hold_enabled: true), or set map to the file its "
                 "configuration loads." % path, commands=api.commands)
     backends = params["backends"]
+    admit = params["admit"]
     if backends:
-        read_backends(api, backends)
+        found = read_backends(api, backends)
+        for backend in backends:
+            unknown = [name for name in admit if name not in found[backend]["servers"]]
+            if unknown:
+                module.fail_json(
+                    msg="admit names %s, not a server of backend '%s'. Its servers: %s. Name servers of every "
+                        "backend in backends." % (", ".join("'%s'" % name for name in unknown), backend,
+                                                  ", ".join(sorted(found[backend]["servers"])) or "none"),
+                    commands=api.commands)
     else:
         backends = sorted(set(key for reference, key, value in read_map(api, path)))
     now = _time()
@@ -133,10 +169,10 @@ def switch(module, api):
     for backend in backends:
         current = before[backend]
         if params["state"] == "on":
-            changed = changed or not current["on"]
+            changed = changed or not current["on"] or current["admit"] != admit
             if module.check_mode:
                 continue
-            expires_at = str(now + params["expires"])
+            expires_at = switch_value(now + params["expires"], admit)
             if current["entries"]:
                 # set map changes every row of the key (add map would add a second row).
                 api.change("set map %s %s %s" % (path, backend, expires_at))
@@ -147,18 +183,21 @@ def switch(module, api):
             if not module.check_mode:
                 api.change("del map %s %s" % (path, backend))
     after = before if module.check_mode else hold_states(api, path, backends, _time())
-    holds = dict((backend, dict((key, state[key]) for key in ("on", "expires_at", "expires_in")))
+    holds = dict((backend, dict((key, state[key]) for key in ("on", "expires_at", "expires_in", "admit")))
                  for backend, state in after.items())
     if module.check_mode:
         for backend in backends:
-            holds[backend] = ({"on": True, "expires_at": now + params["expires"], "expires_in": params["expires"]}
-                              if params["state"] == "on" else {"on": False, "expires_at": None, "expires_in": 0})
+            holds[backend] = ({"on": True, "expires_at": now + params["expires"], "expires_in": params["expires"],
+                               "admit": admit}
+                              if params["state"] == "on" else {"on": False, "expires_at": None, "expires_in": 0,
+                                                               "admit": []})
     module.exit_json(changed=changed, holds=holds, commands=api.commands)
 
 
 def main():
     argument_spec = dict(
         backends=dict(type="list", elements="str", default=[]),
+        admit=dict(type="list", elements="str", default=[]),
         state=dict(type="str", default="on", choices=["on", "off"]),
         expires=dict(type="int", default=3600),
         map=dict(type="path", default=DEFAULT_HOLD_MAP),
@@ -168,6 +207,9 @@ def main():
     params = module.params
     if params["state"] == "on" and not params["backends"]:
         module.fail_json(msg="state=on needs backends: name the backends whose requests are held.")
+    if params["state"] == "off" and params["admit"]:
+        module.fail_json(msg="admit is for state=on (switching the hold off ends every admission); leave it out "
+                             "with state=off.")
     if params["expires"] < 1:
         module.fail_json(msg="expires must be at least 1 second, got %d." % params["expires"])
     api = RuntimeApi(params["socket"], params["socket_timeout"])

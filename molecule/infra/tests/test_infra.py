@@ -473,6 +473,45 @@ def test_hold_lets_sticky_requests_reach_a_draining_server(all_servers_back):
     assert new["status"] == 200 and new["started"] < ready_at < new["ended"], (new, ready_at)
 
 
+
+def test_hold_admits_a_listed_server_at_its_first_healthy_answer(tmp_path, all_servers_back):
+    """The rolling upgrade's first Connect node: stopped while the hold goes on, admitted by HAProxy itself at its
+    first 200 (no runtime API call), and the held request answered there. Switched off, nothing is admitted."""
+    node1, node2 = PRODUCT_NODES[:2]
+    fake = "systemd-run --unit=infra-fake-3939 /usr/local/bin/infra-fake-product 3939"
+    host(node1).check_output("systemctl stop infra-fake-3939")
+    try:
+        returncode, output = run_playbook(tmp_path, lb_play([entry_point(
+            "hold", load_balancer_hold_state="on", load_balancer_hold_backends=["connect"],
+            load_balancer_hold_admit=[node1], load_balancer_hold_expires=600)]))
+        assert returncode == 0, output
+        assert re.match(r"0x[0-9a-f]+ connect \d+:%s$" % re.escape(node1), hold_map()), hold_map()
+        haproxy_commands("set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
+        request_in_background("admitted", "https://127.0.0.1:3939/echo")
+        wait_until_waiting(1)
+        time.sleep(1)
+        # Stopped: asked every 100 ms, refused, not admitted.
+        assert server_states()[node1] == "MAINT"
+        host(node1).check_output(fake)
+        listening_at = float(host(LB).check_output("date +%s.%N"))
+        held = collect("admitted")
+        assert held["status"] == 200 and json.loads(held["body"])["node"] == host(node1).check_output("hostname"), held
+        admitted_after = round(held["ended"] - listening_at, 3)
+        assert held["started"] < listening_at < held["ended"] and admitted_after < 2.0, (held, listening_at)
+        assert server_states()[node1].startswith("UP"), server_states()
+        assert "positops hold: connect/%s answered its health check, admitted" % node1 in host(LB).check_output(
+            "journalctl -u haproxy --no-pager -n 100")
+        measure("hold_admitted_after_listening_seconds", admitted_after)
+        # Off ends the admission: node1 healthy and in maintenance stays out.
+        returncode, output = run_playbook(tmp_path, lb_play([entry_point("hold", load_balancer_hold_state="off")]))
+        assert returncode == 0, output
+        assert hold_map() == ""
+        haproxy_commands("set server connect/%s state maint" % node1)
+        time.sleep(1)
+        assert server_states()[node1] == "MAINT"
+    finally:
+        host(node1).run("systemctl is-active --quiet infra-fake-3939 || %s" % fake)
+
 def test_a_different_uid_fails_clearly_and_renumbers_nothing(tmp_path):
     node2 = PRODUCT_NODES[1]
     returncode, output = run_playbook(tmp_path, [{

@@ -48,11 +48,34 @@ def test_recorded_maps(cli_output):
     api = Recorded(cli_output)
     assert _haproxy.loaded_maps(api) == ["/etc/haproxy/positops-hold.map"]
     assert _haproxy.hold_states(api, "/etc/haproxy/positops-hold.map", ["connect", "workbench"], 1796305600) == {
-        "connect": {"on": True, "expires_at": 1796305608, "expires_in": 8, "entries": ["0x561256815400"]},
-        "workbench": {"on": False, "expires_at": None, "expires_in": 0, "entries": []},
+        "connect": {"on": True, "expires_at": 1796305608, "expires_in": 8, "admit": [],
+                    "entries": ["0x561256815400"]},
+        "workbench": {"on": False, "expires_at": None, "expires_in": 0, "admit": [], "entries": []},
     }
     assert _haproxy.hold_states(api, "/etc/haproxy/positops-hold.map", ["connect"], 1796305608)["connect"]["on"] \
         is False
+
+
+@pytest.mark.parametrize("value, switch", [
+    ("1796305608", (1796305608, [])),
+    ("1796305608:node1", (1796305608, ["node1"])),
+    ("1796305608:node1,node2", (1796305608, ["node1", "node2"])),
+    ("1796305608:", (1796305608, [])),
+    ("soon:node1", (None, ["node1"])),
+])
+def test_switch_values(value, switch):
+    assert _haproxy.split_switch(value) == switch
+    if switch[0] is not None:
+        assert _haproxy.split_switch(_haproxy.switch_value(*switch)) == switch
+
+
+def test_an_expired_switch_admits_nothing(cli_output):
+    api = Recorded(cli_output)
+    api.answers["show map /etc/haproxy/positops-hold.map"] = "0x55 connect 1796305608:node1\n"
+    before, after = (_haproxy.hold_states(api, "/etc/haproxy/positops-hold.map", ["connect"], now)["connect"]
+                     for now in (1796305600, 1796305608))
+    assert (before["on"], before["admit"]) == (True, ["node1"])
+    assert (after["on"], after["admit"]) == (False, [])
 
 
 @pytest.mark.parametrize("parser, text, fragment", [

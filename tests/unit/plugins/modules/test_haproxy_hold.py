@@ -7,6 +7,7 @@ from tests.unit.plugins.haproxy_fake import FakeHAProxy
 
 MAP = "/etc/haproxy/positops-hold.map"
 NOW = 1764770000
+OFF = {"on": False, "expires_at": None, "expires_in": 0, "admit": []}
 BACKENDS = {"connect": {"node1": {"admin": "maint"}, "node2": {"admin": "maint", "op": "down"}},
             "workbench": {"node1": {}}, "package_manager": {"pm1": {"admin": "drain"}}}
 
@@ -15,11 +16,13 @@ CASES = {
     "on-adds-a-switch-with-its-expiry": dict(
         entries=[], args=dict(backends=["connect"], state="on", expires=1800),
         commands=["add map %s connect %d" % (MAP, NOW + 1800)], after=[("connect", str(NOW + 1800))],
-        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 1800, "expires_in": 1800}})),
+        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 1800, "expires_in": 1800,
+                                                     "admit": []}})),
     "on-again-extends-without-a-change": dict(
         entries=[("connect", str(NOW + 100))], args=dict(backends=["connect"], state="on"),
         commands=["set map %s connect %d" % (MAP, NOW + 3600)], after=[("connect", str(NOW + 3600))],
-        expect=dict(changed=False, holds={"connect": {"on": True, "expires_at": NOW + 3600, "expires_in": 3600}})),
+        expect=dict(changed=False, holds={"connect": {"on": True, "expires_at": NOW + 3600, "expires_in": 3600,
+                                                      "admit": []}})),
     "on-over-an-expired-switch": dict(
         entries=[("connect", str(NOW - 5))], args=dict(backends=["connect"], state="on"),
         commands=["set map %s connect %d" % (MAP, NOW + 3600)], after=[("connect", str(NOW + 3600))],
@@ -32,18 +35,18 @@ CASES = {
         entries=[("connect", str(NOW + 100)), ("workbench", str(NOW + 100))],
         args=dict(backends=["connect"], state="off"),
         commands=["del map %s connect" % MAP], after=[("workbench", str(NOW + 100))],
-        expect=dict(changed=True, holds={"connect": {"on": False, "expires_at": None, "expires_in": 0}})),
+        expect=dict(changed=True, holds={"connect": OFF})),
     "off-when-off": dict(
         entries=[], args=dict(backends=["connect"], state="off"), commands=[], after=[],
-        expect=dict(changed=False, holds={"connect": {"on": False, "expires_at": None, "expires_in": 0}})),
+        expect=dict(changed=False, holds={"connect": OFF})),
     "off-everything": dict(
         entries=[("connect", str(NOW + 100)), ("workbench", str(NOW - 100))], args=dict(state="off"),
         commands=["del map %s connect" % MAP, "del map %s workbench" % MAP], after=[],
-        expect=dict(changed=True, holds={"connect": {"on": False, "expires_at": None, "expires_in": 0},
-                                         "workbench": {"on": False, "expires_at": None, "expires_in": 0}})),
+        expect=dict(changed=True, holds={"connect": OFF, "workbench": OFF})),
     "on-check-mode": dict(
         entries=[], args=dict(backends=["connect"]), check_mode=True, commands=[], after=[],
-        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 3600, "expires_in": 3600}})),
+        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 3600, "expires_in": 3600,
+                                                     "admit": []}})),
     "off-check-mode": dict(
         entries=[("connect", str(NOW + 100))], args=dict(backends=["connect"], state="off"), check_mode=True,
         commands=[], after=[("connect", str(NOW + 100))], expect=dict(changed=True)),
@@ -58,6 +61,32 @@ CASES = {
         entries=None, args=dict(backends=["connect"]), commands=[], after=None,
         expect=dict(failed=True, msg="HAProxy has not loaded the hold map /etc/haproxy/positops-hold.map: the hold "
                                      "is not configured on this load balancer")),
+    "on-with-servers-to-admit": dict(
+        entries=[], args=dict(backends=["connect"], admit=["node1"], expires=600),
+        commands=["add map %s connect %d:node1" % (MAP, NOW + 600)], after=[("connect", "%d:node1" % (NOW + 600))],
+        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 600, "expires_in": 600,
+                                                     "admit": ["node1"]}})),
+    "on-again-with-other-servers-to-admit-is-a-change": dict(
+        entries=[("connect", "%d:node1" % (NOW + 100))], args=dict(backends=["connect"], admit=["node1", "node2"]),
+        commands=["set map %s connect %d:node1,node2" % (MAP, NOW + 3600)],
+        after=[("connect", "%d:node1,node2" % (NOW + 3600))], expect=dict(changed=True)),
+    "on-again-without-servers-to-admit-is-a-change": dict(
+        entries=[("connect", "%d:node1" % (NOW + 100))], args=dict(backends=["connect"]),
+        commands=["set map %s connect %d" % (MAP, NOW + 3600)], after=[("connect", str(NOW + 3600))],
+        expect=dict(changed=True, holds={"connect": {"on": True, "expires_at": NOW + 3600, "expires_in": 3600,
+                                                     "admit": []}})),
+    "an-expired-switch-admits-nothing": dict(
+        entries=[("connect", "%d:node1" % (NOW - 5))], args=dict(backends=["connect"], state="off"),
+        commands=["del map %s connect" % MAP], after=[],
+        expect=dict(changed=True, holds={"connect": {"on": False, "expires_at": None, "expires_in": 0,
+                                                     "admit": []}})),
+    "admit-of-an-unknown-server": dict(
+        entries=[], args=dict(backends=["connect"], admit=["node3"]), commands=[], after=[],
+        expect=dict(failed=True, msg="admit names 'node3', not a server of backend 'connect'. Its servers: node1, "
+                                     "node2.")),
+    "admit-with-off": dict(
+        entries=[], args=dict(backends=["connect"], state="off", admit=["node1"]), commands=[], after=[],
+        expect=dict(failed=True, msg="admit is for state=on")),
 }
 
 
