@@ -120,6 +120,18 @@ _value:
       description: True when the V(stop) step leaves no node serving, so the load balancer should hold requests until
         the V(first) nodes are back.
       type: bool
+    admit:
+      description:
+        - With the hold, the V(first) nodes that the load balancer may put back into the pool by itself at their
+          first healthy answer (M(positops.ha.haproxy_hold) O(positops.ha.haproxy_hold#module:admit)), half a second
+          before the playbook would. Only for products that stop for an upgrade, and only nodes that step V(early)
+          stopped before the hold went on, so that their first healthy answer comes from the new version with the
+          schema migrated. Never a node still running from an earlier run (it may answer before the other nodes
+          have stopped), nor a single node (it still serves its old version when the hold goes on).
+        - Empty for Package Manager - its first batch is offline, not stopped, through the window, and what an
+          offline node's health check answers is not documented.
+      type: list
+      elements: str
     nodes:
       description: Per host, what the plan read (C(installed), C(needs_reinstall), C(needs_configure), C(serving)).
       type: dict
@@ -253,7 +265,7 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
                                  node_names),
               "nodes": read, "done": [], "todo": [], "keep_running": [],
               "steps": {step: [] for step in STEPS}, "rest_serial": 1,
-              "hold": False, "hold_step": "", "early_action": "install"}
+              "hold": False, "hold_step": "", "admit": [], "early_action": "install"}
     done = [host for host in hosts if read[host]["installed"] == target and read[host]["serving"]]
     todo = [host for host in hosts if host not in done]
     # An earlier run got these to the target: installed, or unpacked and waiting for their start (step first).
@@ -285,6 +297,10 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     # balancer holds requests then (the early step, when the cluster has no other node).
     result["hold"] = bool(todo) and not done and bool(steps["first"])
     result["hold_step"] = ("stop" if steps["stop"] else "early") if result["hold"] else ""
+    # Admitted by the load balancer at their first healthy answer: first nodes that step early stopped before the
+    # hold went on, so that answer can only come from their new version (see RETURN).
+    if result["hold_step"] == "stop" and upgrade["stops_for_upgrade"]:
+        result["admit"] = [host for host in steps["first"] if host not in result["keep_running"]]
     # An earlier run got somewhere (versions mixed, a package left half-installed): pre-flight ran before it.
     result["resuming"] = bool(staged or done and todo or any(
         read[host]["needs_reinstall"] or read[host]["needs_configure"] for host in hosts))

@@ -42,6 +42,8 @@ def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve
     assert result["steps"] == {"early": ["pm1"], "stop": ["pm2", "pm3"], "first": ["pm1"], "rest": ["pm2", "pm3"]}
     assert result["rest_serial"] == 2 and result["hold"] is True
     assert result["resuming"] is False and result["early_action"] == "install" and result["hold_step"] == "stop"
+    # The first batch is offline, not stopped, through the window: the load balancer does not admit it by itself.
+    assert result["admit"] == []
     assert result["summary"] == (
         "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
         "together: pm2, pm3; first back (schema migration): pm1; then, 2 at a time: pm2, pm3" % NEW)
@@ -62,12 +64,16 @@ def test_connect_and_workbench_take_every_node_out_and_bring_one_back_first(reco
     assert result["steps"] == {"early": ["n1"], "stop": ["n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
     assert result["early_action"] == "unpack" and result["hold_step"] == "stop"
     assert result["rest_serial"] == 1 and result["hold"] is True
+    # Stopped in step early, before the hold goes on: its first healthy answer comes from the new version.
+    assert result["admit"] == ["n1"]
 
 
 def test_a_single_node_holds_from_the_early_step():
     result = plan(cluster(1, prefix="c"), CONNECT, NEW, inventory_hosts=["c1"])
     assert result["steps"] == {"early": ["c1"], "stop": [], "first": ["c1"], "rest": []}
     assert result["hold_step"] == "early"
+    # It still serves its old version when the hold goes on: the load balancer must not admit it by itself.
+    assert result["admit"] == []
 
 
 def test_a_node_unpacked_at_the_target_by_an_earlier_run_comes_back_first():
@@ -90,6 +96,7 @@ def test_once_a_node_serves_the_target_the_others_go_straight_to_rest_and_are_dr
     assert result["done"] == ["pm1"]
     assert result["steps"] == {"early": [], "stop": ["pm2", "pm3"], "first": [], "rest": ["pm2", "pm3"]}
     assert result["hold"] is False and result["hold_step"] == "" and result["resuming"] is True
+    assert result["admit"] == []
 
 
 def test_a_node_on_the_target_that_is_still_migrating_comes_back_first_and_keeps_running():
@@ -98,7 +105,8 @@ def test_a_node_on_the_target_that_is_still_migrating_comes_back_first_and_keeps
     result = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
     assert result["steps"]["first"] == ["c2"] and result["steps"]["rest"] == ["c1", "c3"]
     assert result["keep_running"] == ["c2"]
-    assert result["hold"] is True
+    # It may answer before c1 and c3 have stopped: only the playbook puts it back, after the stop step.
+    assert result["hold"] is True and result["admit"] == []
 
 
 def test_a_stopped_node_on_the_target_comes_back_first_but_need_not_keep_running():
@@ -106,6 +114,7 @@ def test_a_stopped_node_on_the_target_comes_back_first_but_need_not_keep_running
     result = plan(nodes, WORKBENCH, NEW, inventory_hosts=list(nodes),
                   cluster_nodes=listing(("w1", None, "online"), ("w2", None, "offline")))
     assert result["steps"]["first"] == ["w2"] and result["keep_running"] == []
+    assert result["admit"] == ["w2"]
 
 
 def test_a_healthy_package_manager_node_that_is_offline_in_the_cluster_does_not_serve():
