@@ -124,12 +124,13 @@ _value:
       description:
         - With the hold, the V(first) nodes that the load balancer may put back into the pool by itself at their
           first healthy answer (M(positops.ha.haproxy_hold) O(positops.ha.haproxy_hold#module:admit)), half a second
-          before the playbook would. Only for products that stop for an upgrade, and only nodes that step V(early)
-          stopped before the hold went on, so that their first healthy answer comes from the new version with the
-          schema migrated. Never a node still running from an earlier run (it may answer before the other nodes
-          have stopped), nor a single node (it still serves its old version when the hold goes on).
-        - Empty for Package Manager - its first batch is offline, not stopped, through the window, and what an
-          offline node's health check answers is not documented.
+          before the playbook would (it admits a node only at a 200 that follows an answer that was not, so an
+          old version still answering is never admitted). Only for products that stop for an upgrade - their first
+          node is stopped and then started on the new version, which answers only once the schema has migrated.
+          Never a node still running from an earlier run, which may answer before the other nodes have stopped.
+        - Empty for Package Manager - its first batch is offline, not stopped, through the window, and may be started
+          again there (a resumed run); what an offline node's health check answers is not documented, so a restart
+          could look like the node coming back.
       type: list
       elements: str
     nodes:
@@ -297,9 +298,9 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     # balancer holds requests then (the early step, when the cluster has no other node).
     result["hold"] = bool(todo) and not done and bool(steps["first"])
     result["hold_step"] = ("stop" if steps["stop"] else "early") if result["hold"] else ""
-    # Admitted by the load balancer at their first healthy answer: first nodes that step early stopped before the
-    # hold went on, so that answer can only come from their new version (see RETURN).
-    if result["hold_step"] == "stop" and upgrade["stops_for_upgrade"]:
+    # Admitted by the load balancer at their first healthy answer after a failing one: stopped first nodes, whose
+    # next healthy answer can only come from their new version (see RETURN).
+    if result["hold"] and upgrade["stops_for_upgrade"]:
         result["admit"] = [host for host in steps["first"] if host not in result["keep_running"]]
     # An earlier run got somewhere (versions mixed, a package left half-installed): pre-flight ran before it.
     result["resuming"] = bool(staged or done and todo or any(

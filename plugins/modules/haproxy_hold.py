@@ -22,10 +22,11 @@ description:
   - O(state=on) for a backend that is on already extends its expiry; that is not reported as a change.
   - With O(admit), HAProxy itself puts those servers back into the pool at their first healthy answer, while the
     switch is on, the server is in maintenance and no server of the backend is usable (the hold's Lua task asks
-    each one's health check path every C(load_balancer_hold_poll_interval) ms). That saves the round trip of a
-    playbook that waits for the node and then readies it. Name only servers whose first healthy answer means they
-    may serve, such as the first node of a product stopped for its upgrade, which answers only once its new
-    version has migrated the schema.
+    each one's health check path every C(load_balancer_hold_poll_interval) ms). Only a 200 that follows an answer
+    that was not 200 (refused, say) under the same switch counts, so a server that answered all along, such as an
+    old version still running, is never admitted. That saves the round trip of a playbook that waits for the node
+    and then readies it. Name only servers whose next healthy answer means they may serve, such as the first node
+    of a product stopped for its upgrade, which answers only once its new version has migrated the schema.
 extends_documentation_fragment:
   - positops.ha.haproxy_runtime_api
   - ansible.builtin.action_common_attributes
@@ -45,8 +46,8 @@ options:
     choices: ["on", "off"]
   admit:
     description:
-      - O(state=on) - servers that HAProxy puts back into the pool by itself at their first healthy answer while
-        the switch is on and no server of the backend is usable (see the description). Each must be a server of
+      - O(state=on) - servers that HAProxy puts back into the pool by itself at their first healthy answer after
+        one that was not, while the switch is on and no server of the backend is usable (see the description). Each must be a server of
         every backend in O(backends); an unknown name fails, listing the servers there are.
       - Replaces the list the switch had. Switching the hold off ends every admission.
     type: list

@@ -475,11 +475,11 @@ def test_hold_lets_sticky_requests_reach_a_draining_server(all_servers_back):
 
 
 def test_hold_admits_a_listed_server_at_its_first_healthy_answer(tmp_path, all_servers_back):
-    """The rolling upgrade's first Connect node: stopped while the hold goes on, admitted by HAProxy itself at its
-    first 200 (no runtime API call), and the held request answered there. Switched off, nothing is admitted."""
+    """The rolling upgrade's first Connect node: not admitted while it answers from before, admitted by HAProxy
+    itself at its first 200 after its stop (no runtime API call), and the held request answered there. Switched
+    off, nothing is admitted."""
     node1, node2 = PRODUCT_NODES[:2]
     fake = "systemd-run --unit=infra-fake-3939 /usr/local/bin/infra-fake-product 3939"
-    host(node1).check_output("systemctl stop infra-fake-3939")
     try:
         returncode, output = run_playbook(tmp_path, lb_play([entry_point(
             "hold", load_balancer_hold_state="on", load_balancer_hold_backends=["connect"],
@@ -489,8 +489,12 @@ def test_hold_admits_a_listed_server_at_its_first_healthy_answer(tmp_path, all_s
         haproxy_commands("set server connect/%s state maint" % node1, "set server connect/%s state maint" % node2)
         request_in_background("admitted", "https://127.0.0.1:3939/echo")
         wait_until_waiting(1)
-        time.sleep(1)
-        # Stopped: asked every 100 ms, refused, not admitted.
+        time.sleep(0.6)
+        # Healthy all along (an old version still running): asked every 100 ms, never admitted.
+        assert server_states()[node1] == "MAINT"
+        host(node1).check_output("systemctl stop infra-fake-3939")
+        time.sleep(0.6)
+        # Stopped: refused, not admitted.
         assert server_states()[node1] == "MAINT"
         host(node1).check_output(fake)
         listening_at = float(host(LB).check_output("date +%s.%N"))
@@ -502,15 +506,19 @@ def test_hold_admits_a_listed_server_at_its_first_healthy_answer(tmp_path, all_s
         assert "positops hold: connect/%s answered its health check, admitted" % node1 in host(LB).check_output(
             "journalctl -u haproxy --no-pager -n 100")
         measure("hold_admitted_after_listening_seconds", admitted_after)
-        # Off ends the admission: node1 healthy and in maintenance stays out.
+        # Off ends the admission: node1 stopped and started again in maintenance stays out.
         returncode, output = run_playbook(tmp_path, lb_play([entry_point("hold", load_balancer_hold_state="off")]))
         assert returncode == 0, output
         assert hold_map() == ""
         haproxy_commands("set server connect/%s state maint" % node1)
+        host(node1).check_output("systemctl stop infra-fake-3939")
+        time.sleep(0.6)
+        host(node1).check_output(fake)
         time.sleep(1)
         assert server_states()[node1] == "MAINT"
     finally:
         host(node1).run("systemctl is-active --quiet infra-fake-3939 || %s" % fake)
+
 
 def test_a_different_uid_fails_clearly_and_renumbers_nothing(tmp_path):
     node2 = PRODUCT_NODES[1]

@@ -64,7 +64,7 @@ def test_connect_and_workbench_take_every_node_out_and_bring_one_back_first(reco
     assert result["steps"] == {"early": ["n1"], "stop": ["n2", "n3"], "first": ["n1"], "rest": ["n2", "n3"]}
     assert result["early_action"] == "unpack" and result["hold_step"] == "stop"
     assert result["rest_serial"] == 1 and result["hold"] is True
-    # Stopped in step early, before the hold goes on: its first healthy answer comes from the new version.
+    # Stopped in step early, before the hold goes on: its next healthy answer comes from the new version.
     assert result["admit"] == ["n1"]
 
 
@@ -72,8 +72,9 @@ def test_a_single_node_holds_from_the_early_step():
     result = plan(cluster(1, prefix="c"), CONNECT, NEW, inventory_hosts=["c1"])
     assert result["steps"] == {"early": ["c1"], "stop": [], "first": ["c1"], "rest": []}
     assert result["hold_step"] == "early"
-    # It still serves its old version when the hold goes on: the load balancer must not admit it by itself.
-    assert result["admit"] == []
+    # It still serves its old version when the hold goes on: the load balancer admits it only at a healthy answer
+    # after a failing one (once it has stopped).
+    assert result["admit"] == ["c1"]
 
 
 def test_a_node_unpacked_at_the_target_by_an_earlier_run_comes_back_first():
