@@ -47,8 +47,8 @@ options:
   admit:
     description:
       - O(state=on) - servers that HAProxy puts back into the pool by itself at their first healthy answer after
-        one that was not, while the switch is on and no server of the backend is usable (see the description). Each must be a server of
-        every backend in O(backends); an unknown name fails, listing the servers there are.
+        one that was not, while the switch is on and no server of the backend is usable (see the description).
+      - Each must be a server of every backend in O(backends); an unknown name fails, listing the servers there are.
       - Replaces the list the switch had. Switching the hold off ends every admission.
     type: list
     elements: str
