@@ -253,6 +253,36 @@ def test_online_retries_a_migration_the_database_restart_broke(cluster, unpacked
     assert json.loads(http(node.url + "/__api__/status")[1])["schema"] == 42
 
 
+def test_on_postgres_a_mode_request_wakes_the_nodes_without_waiting_for_their_poll(cluster, postgres):
+    url = "postgres://postgres@127.0.0.1:%d/%s" % (postgres.port, postgres.fresh_database("pm_notify"))
+    one, two = cluster("pm1"), cluster("pm2")
+    for node in (one, two):
+        node.config.write_text(node.config.read_text().replace("Provider = sqlite", "Provider = postgres")
+                               + "[Postgres]\nURL = %s\n" % url)
+        node.env["POSITEMU_POLL_SECONDS"] = "30"  # a poll alone would make every command below take seconds
+        node.start()
+    wait_http(one.url + "/__ping__"), wait_http(two.url + "/__ping__")
+
+    def timed(*args):
+        started = time.monotonic()
+        result = one.rspm(*args)
+        assert result.returncode == 0, result.stderr
+        return time.monotonic() - started
+    assert timed("cluster", "offline", "--nodes=pm1,pm2", "--timeout=25") < 5
+    assert http(one.url + "/__ping__")[0] == 503 and http(two.url + "/__ping__")[0] == 503
+    assert timed("cluster", "online", "--nodes=pm2", "--timeout=25") < 5
+    assert http(two.url + "/__ping__")[0] == 200 and http(one.url + "/__ping__")[0] == 503
+
+    # The listening connection breaks with the database; the nodes listen again once it is back.
+    postgres.restart()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and one.rspm("cluster", "nodes").returncode != 0:
+        time.sleep(0.2)
+    time.sleep(1.5)  # a wait slice: each node reconnects at its next one
+    assert timed("cluster", "online", "--nodes=pm1", "--timeout=25") < 5
+    assert http(one.url + "/__ping__")[0] == 200
+
+
 def test_online_with_invalid_config_stays_offline(cluster):
     node = cluster("pm1")
     node.start()

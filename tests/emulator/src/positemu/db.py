@@ -16,6 +16,7 @@ the provider and a readable message.
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 
 try:
@@ -186,9 +187,60 @@ class Database:
         if outermost:
             self._created.update(missing)
 
+    def notify(self, channel):
+        """PostgreSQL: wake the daemons listening on ``channel`` (delivered when the transaction commits). SQLite
+        has no notifications: its daemons only poll."""
+        if self.provider == "postgres":
+            self.execute("SELECT pg_notify(?, '')", (channel,))
+
     def close(self):
         with self._lock:
             try:
                 self._conn.close()
             except Exception:  # closing a broken connection must not hide the real error
                 pass
+
+
+class Listener:
+    """A PostgreSQL connection that LISTENs on one channel; ``wait(timeout)`` returns True when a notification
+    came, False when the timeout passed. A broken connection is replaced at the next wait; until then (the server
+    down) waits just sleep, so the caller's poll still runs.
+
+        listener = Listener(url, "rspm_mode")
+        if listener.wait(0.5): ...
+    """
+
+    def __init__(self, target, channel):
+        self.target = str(target)
+        self.channel = channel
+        self._conn = None
+
+    def _connect(self):
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return True
+        try:
+            self._conn = psycopg.connect(self.target, autocommit=True, connect_timeout=5)
+            self._conn.execute("LISTEN %s" % self.channel)
+        except psycopg.Error:
+            self._conn = None
+            return False
+        return True
+
+    def wait(self, timeout):
+        if not self._connect():
+            time.sleep(timeout)
+            return False
+        try:
+            for _notification in self._conn.notifies(timeout=timeout, stop_after=1):
+                return True
+        except psycopg.Error:
+            self.close()
+        return False
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken connection must not hide the real error
+                pass
+            self._conn = None

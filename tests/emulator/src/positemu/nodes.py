@@ -77,11 +77,16 @@ def heartbeat(db, hostname, mode=None, status=None, extra=None):
     return db.execute("UPDATE nodes SET %s WHERE hostname = ?" % ", ".join(sets), params)
 
 
+# PostgreSQL channel on which request_mode wakes the daemons (they poll as well: SQLite has no notifications).
+MODE_CHANNEL = "positemu_requested_mode"
+
+
 def request_mode(db, hostnames, mode):
-    """Record the operator's wish; the daemons poll for it and apply it."""
+    """Record the operator's wish; the daemons apply it when notified (PostgreSQL) or at their next poll."""
     with db.transaction():
         for hostname in hostnames:
             db.execute("UPDATE nodes SET requested_mode = ? WHERE hostname = ?", (mode, hostname))
+        db.notify(MODE_CHANNEL)
 
 
 def delete(db, hostname):

@@ -207,6 +207,7 @@ class Daemon:
         self.db = None
         self.server = None
         self.key = None
+        self.listener = None  # PostgreSQL: wakes the mode loop at an operator's request (wait_for_mode_request)
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
     def serving(self):
@@ -385,6 +386,22 @@ class Daemon:
         else:
             nodes.heartbeat(self.db, self.settings.hostname, mode=self.current_mode(), status=self.state)
 
+    def wait_for_mode_request(self, poll):
+        """Wait until the next look at the requested mode; True when the daemon is stopping instead.
+
+        On PostgreSQL the server "listens for notifications to enter online or offline mode" (Posit's Server
+        Management page), so it looks as soon as an operator's request is committed; the poll stays as the only way
+        on SQLite and as the fallback while the listening connection is down."""
+        if self.listener is None:
+            return self.stop.wait(poll)
+        deadline = time.monotonic() + poll
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            # Short slices: a stop (SIGTERM) must not wait for the whole poll period.
+            if remaining <= 0 or self.listener.wait(min(0.5, remaining)):
+                return False
+        return True
+
     def current_mode(self):
         return "online" if self.state == "online" else "offline"
 
@@ -441,13 +458,17 @@ class Daemon:
                                            self.stop.event)
             watcher.start()
             poll = runtime.seconds("POSITEMU_POLL_SECONDS")
-            while not self.stop.wait(poll):
+            if self.db.provider == "postgres":
+                self.listener = dbmod.Listener(self.db.target, nodes.MODE_CHANNEL)
+            while not self.wait_for_mode_request(poll):
                 try:
                     self.apply_requested_mode()
                 except dbmod.DatabaseError as error:
                     self.log.warning("Cannot reach the database: %s", error)
         finally:
             self._set_state("stopping")
+            if self.listener is not None:
+                self.listener.close()
             self.server.stop()
             self.log.info("Stopped (%s)", self.stop.reason or "shutdown")
         return self.stop.exit_code
