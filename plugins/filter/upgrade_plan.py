@@ -40,7 +40,8 @@ options:
   record:
     description:
       - The product record (C(<product>_record) of the product role), with C(name), C(label), C(node_cli),
-        C(upgrade.early_batch) and C(upgrade.stops_for_upgrade).
+        C(upgrade.early_batch) and C(upgrade.stops_for_upgrade), and optionally C(upgrade.unhealthy_out_of_service)
+        (false when missing: the load balancer then admits no node by itself).
     type: dict
     required: true
   target:
@@ -125,12 +126,11 @@ _value:
         - With the hold, the V(first) nodes that the load balancer may put back into the pool by itself at their
           first healthy answer (M(positops.ha.haproxy_hold) O(positops.ha.haproxy_hold#module:admit)), half a second
           before the playbook would (it admits a node only at a 200 that follows an answer that was not, so an
-          old version still answering is never admitted). Only for products that stop for an upgrade - their first
-          node is stopped and then started on the new version, which answers only once the schema has migrated.
-          Never a node still running from an earlier run, which may answer before the other nodes have stopped.
-        - Empty for Package Manager - its first batch is offline, not stopped, through the window, and may be started
-          again there (a resumed run); what an offline node's health check answers is not documented, so a restart
-          could look like the node coming back.
+          old version still answering is never admitted). Only for products whose record says
+          C(upgrade.unhealthy_out_of_service) - a node out of service fails its health check (stopped; a Package
+          Manager node offline answers 503 to every request), so the first node's next healthy answer comes from
+          its new version, online, once the schema has migrated.
+        - Never a node still running from an earlier run, which may answer before the other nodes have left.
       type: list
       elements: str
     nodes:
@@ -298,9 +298,10 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     # balancer holds requests then (the early step, when the cluster has no other node).
     result["hold"] = bool(todo) and not done and bool(steps["first"])
     result["hold_step"] = ("stop" if steps["stop"] else "early") if result["hold"] else ""
-    # Admitted by the load balancer at their first healthy answer after a failing one: stopped first nodes, whose
-    # next healthy answer can only come from their new version (see RETURN).
-    if result["hold"] and upgrade["stops_for_upgrade"]:
+    # Admitted by the load balancer at their first healthy answer after a failing one: first nodes whose health
+    # check fails out of service (stopped, or Package Manager's offline 503), so that their next healthy answer can
+    # only come from their new version, online (see RETURN).
+    if result["hold"] and upgrade.get("unhealthy_out_of_service"):
         result["admit"] = [host for host in steps["first"] if host not in result["keep_running"]]
     # An earlier run got somewhere (versions mixed, a package left half-installed): pre-flight ran before it.
     result["resuming"] = bool(staged or done and todo or any(

@@ -8,13 +8,13 @@ from ansible_collections.positops.ha.plugins.filter.upgrade_plan import FilterMo
 OLD, NEW = "2023.08.4-20", "2023.12.0-13"
 PM = {"name": "package_manager", "label": "Posit Package Manager", "group": "package_manager", "package": "rstudio-pm",
       "version_var": "package_manager_version", "node_cli": "/opt/rstudio-pm/bin/rspm",
-      "upgrade": {"early_batch": True, "stops_for_upgrade": False}}
+      "upgrade": {"early_batch": True, "stops_for_upgrade": False, "unhealthy_out_of_service": True}}
 CONNECT = {"name": "connect", "label": "Posit Connect", "group": "connect", "package": "rstudio-connect",
            "version_var": "connect_version", "node_cli": "",
-           "upgrade": {"early_batch": False, "stops_for_upgrade": True}}
+           "upgrade": {"early_batch": False, "stops_for_upgrade": True, "unhealthy_out_of_service": True}}
 WORKBENCH = {"name": "workbench", "label": "Posit Workbench", "group": "workbench", "package": "rstudio-workbench",
              "version_var": "workbench_version", "node_cli": "/usr/sbin/rstudio-server",
-             "upgrade": {"early_batch": False, "stops_for_upgrade": True}}
+             "upgrade": {"early_batch": False, "stops_for_upgrade": True, "unhealthy_out_of_service": True}}
 
 
 def node(version=OLD, active=True, healthy=True, dpkg=None):
@@ -42,8 +42,8 @@ def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve
     assert result["steps"] == {"early": ["pm1"], "stop": ["pm2", "pm3"], "first": ["pm1"], "rest": ["pm2", "pm3"]}
     assert result["rest_serial"] == 2 and result["hold"] is True
     assert result["resuming"] is False and result["early_action"] == "install" and result["hold_step"] == "stop"
-    # The first batch is offline, not stopped, through the window: the load balancer does not admit it by itself.
-    assert result["admit"] == []
+    # The first batch answers 503 while offline: the load balancer admits it at its first healthy answer.
+    assert result["admit"] == ["pm1"]
     assert result["summary"] == (
         "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
         "together: pm2, pm3; first back (schema migration): pm1; then, 2 at a time: pm2, pm3" % NEW)
@@ -285,3 +285,19 @@ def test_a_node_that_did_not_serve_before_the_run_is_not_put_back():
     nodes = cluster(3, prefix="c", c3=node(active=False, healthy=False))
     upgrade = plan(nodes, CONNECT, NEW, inventory_hosts=list(nodes))
     assert restore(upgrade, "stop", {"c2": OLD, "c3": OLD}, play_hosts=["c2", "c3"], record=CONNECT) == ["c2"]
+
+
+def test_package_manager_first_batch_left_running_by_an_earlier_run_is_not_admitted():
+    # pm1 got the target version and runs (offline) when the run stopped: the playbook alone brings it back.
+    nodes = cluster(3, pm1=node(NEW, healthy=False))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes),
+                  cluster_nodes=listing(("pm1", NEW, "offline"), ("pm2", OLD, "online"), ("pm3", OLD, "online")))
+    assert result["steps"]["first"] == ["pm1"] and result["keep_running"] == ["pm1"]
+    assert result["hold"] is True and result["admit"] == []
+
+
+def test_a_record_that_does_not_say_its_nodes_fail_their_health_check_out_of_service_gets_no_admission():
+    record = dict(CONNECT, upgrade={"early_batch": False, "stops_for_upgrade": True})
+    result = plan(cluster(2, prefix="c"), record, NEW, inventory_hosts=["c1", "c2"])
+    assert result["hold"] is True and result["steps"]["first"] == ["c1"]
+    assert result["admit"] == []
