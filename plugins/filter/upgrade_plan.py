@@ -41,7 +41,7 @@ options:
     description:
       - The product record (C(<product>_record) of the product role), with C(name), C(label), C(node_cli),
         C(upgrade.early_batch) and C(upgrade.stops_for_upgrade), and optionally C(upgrade.unhealthy_out_of_service)
-        (false when missing: the load balancer then admits no node by itself).
+        (false when missing, and the load balancer then admits no node by itself).
     type: dict
     required: true
   target:
