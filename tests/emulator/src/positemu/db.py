@@ -206,7 +206,7 @@ class Listener:
     came, False when the timeout passed. A broken connection is replaced at the next wait; until then (the server
     down) waits just sleep, so the caller's poll still runs.
 
-        listener = Listener(url, "rspm_mode")
+        listener = Listener(url, nodes.MODE_CHANNEL)
         if listener.wait(0.5): ...
     """
 
