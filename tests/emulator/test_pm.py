@@ -36,6 +36,10 @@ class PmNode:
     def bin(self, tool):
         return str(self.root / "opt/rstudio-pm/bin" / tool)
 
+    def use_postgres(self, url):
+        self.config.write_text(self.config.read_text().replace("Provider = sqlite", "Provider = postgres")
+                               + "[Postgres]\nURL = %s\n" % url)
+
     def start(self, root=None):
         self.root = root or self.root
         self.process = Process([self.bin("rstudio-pm"), "--config", str(self.config)],
@@ -229,8 +233,7 @@ def test_rolling_upgrade_migrates_on_online_and_old_nodes_shut_down(cluster, unp
 def test_online_retries_a_migration_the_database_restart_broke(cluster, unpacked, postgres):
     url = "postgres://postgres@127.0.0.1:%d/%s" % (postgres.port, postgres.fresh_database("pm_retry"))
     node = cluster("pm1")
-    node.config.write_text(node.config.read_text().replace("Provider = sqlite", "Provider = postgres")
-                           + "[Postgres]\nURL = %s\n" % url)
+    node.use_postgres(url)
     node.start()
     wait_http(node.url + "/__ping__")
     assert node.rspm("cluster", "offline", "--nodes=pm1").returncode == 0
@@ -257,8 +260,7 @@ def test_on_postgres_a_mode_request_wakes_the_nodes_without_waiting_for_their_po
     url = "postgres://postgres@127.0.0.1:%d/%s" % (postgres.port, postgres.fresh_database("pm_notify"))
     one, two = cluster("pm1"), cluster("pm2")
     for node in (one, two):
-        node.config.write_text(node.config.read_text().replace("Provider = sqlite", "Provider = postgres")
-                               + "[Postgres]\nURL = %s\n" % url)
+        node.use_postgres(url)
         node.env["POSITEMU_POLL_SECONDS"] = "30"  # a poll alone would make every command below take seconds
         node.start()
     wait_http(one.url + "/__ping__"), wait_http(two.url + "/__ping__")
