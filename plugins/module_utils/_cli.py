@@ -171,6 +171,8 @@ class ProductCli:
         self.path = path or self.default_path
         # Every command run, in order; modules return it as ``commands``.
         self.commands = []
+        # Returned with any failure of a command, besides what the command did (cluster_node's ``stage``).
+        self.failure_details = {}
 
     def list_nodes(self):
         """The cluster's nodes as :func:`node_record` dicts, in the order the product lists them."""
@@ -196,7 +198,7 @@ class ProductCli:
     def fail_command(self, msg, result, **extra):
         """Fail the module with everything needed to understand what the CLI did."""
         self.module.fail_json(msg=msg, cmd=result.command, rc=result.rc, stdout=result.stdout,
-                              stderr=result.stderr, commands=self.commands, **extra)
+                              stderr=result.stderr, commands=self.commands, **dict(self.failure_details, **extra))
 
     def parse(self, result, parser):
         """Apply a pure parser to a result's stdout; a parse failure fails the module with the raw output."""

@@ -62,6 +62,22 @@ options:
       - Use a long timeout when bringing upgraded Package Manager nodes online, since schema migrations run then.
     type: int
     default: 60
+  offline_first:
+    description:
+      - Package Manager nodes to take offline, and wait for, before the nodes in O(nodes) come online; only with
+        O(product=package_manager) and O(state=online), and no node may be in both lists.
+      - "This is the order of Posit's upgrade procedure: the nodes still on the old version go offline, then the
+        upgraded nodes come online, and the first of them migrates the schema. In one task, the upgrade's window in
+        which no node serves does not also hold a second module start and node listing."
+      - When they do not all reach offline within O(offline_timeout), the task fails without asking for O(nodes)
+        to come online (RV(stage) is V(offline_first)).
+    type: list
+    elements: str
+    default: []
+  offline_timeout:
+    description: Seconds to wait for the O(offline_first) nodes to be offline.
+    type: int
+    default: 60
 attributes:
   check_mode:
     support: full
@@ -88,6 +104,16 @@ EXAMPLES = r"""
     state: online
     timeout: 300
 
+- name: Upgrade step - the old nodes offline, then the upgraded one online and answering its health check
+  positops.ha.cluster_node:
+    product: package_manager
+    offline_first: [pm2, pm3]
+    offline_timeout: 120
+    nodes: [pm1]
+    state: online
+    timeout: 600
+    health_url: http://127.0.0.1:4242/__ping__
+
 - name: Take this Workbench node offline (rstudio-server offline acts on the local node only)
   positops.ha.cluster_node:
     product: workbench
@@ -111,7 +137,8 @@ EXAMPLES = r"""
 RETURN = r"""
 nodes:
   description:
-    - The requested nodes as listed by the product after the change (in check mode, before it), each with the keys
+    - The requested nodes (those of O(offline_first) first) as listed by the product after the change (in check
+      mode, before it), each with the keys
       that M(positops.ha.cluster_node_info) returns in its RV(positops.ha.cluster_node_info#module:nodes) (name, id,
       version, status, mode, ipv4, port, last_seen, health, missed_check_in) and with the same meaning.
     - Nodes deleted with O(state=absent) are no longer listed.
@@ -140,6 +167,13 @@ waited:
   returned: success
   type: float
   sample: 4.2
+stage:
+  description:
+    - With O(offline_first), on failure, the part of the task that failed. V(offline_first) - before C(rspm cluster
+      online) ran, so the nodes in O(nodes) are as they were; V(online) - after.
+  returned: failure with O(offline_first)
+  type: str
+  sample: offline_first
 commands:
   description: Every command line the module ran, in order (reads included).
   returned: always
@@ -176,26 +210,42 @@ def _sleep(seconds):
     time.sleep(seconds)
 
 
-def _validate(module):
-    params = module.params
-    requested = []
-    for name in params["nodes"]:
+def _names(module, option):
+    """The names given in ``option``, stripped, each once, in order; refuses empty names and lists of names."""
+    names = []
+    for name in module.params[option] or []:
         name = (name or "").strip()
         if not name:
-            module.fail_json(msg="nodes contains an empty name; list host names (or Workbench node IDs).")
+            module.fail_json(msg="%s contains an empty name; list host names (or Workbench node IDs)." % option)
         if re.search(r"[\s,]", name):
-            module.fail_json(msg="Node name %r contains a comma or white space; give one name per list item."
-                             % name)
-        if name not in requested:
-            requested.append(name)
+            module.fail_json(msg="Node name %r in %s contains a comma or white space; give one name per list item."
+                             % (name, option))
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _validate(module):
+    params = module.params
+    requested = _names(module, "nodes")
     if not requested:
         module.fail_json(msg="nodes is empty; list at least one node.")
-    if params["timeout"] < 1:
-        module.fail_json(msg="timeout must be at least 1 second, got %d." % params["timeout"])
+    for option in ("timeout", "offline_timeout"):
+        if params[option] < 1:
+            module.fail_json(msg="%s must be at least 1 second, got %d." % (option, params[option]))
     if params["health_url"] and (params["state"] != "online" or len(requested) != 1):
         module.fail_json(msg="health_url is the health URL of one node coming online; got state=%s and %d node(s)"
                              " (%s). Give one node with state=online, or leave health_url out."
                          % (params["state"], len(requested), ", ".join(requested)))
+    offline_first = _names(module, "offline_first")
+    if offline_first and (params["product"] != "package_manager" or params["state"] != "online"):
+        module.fail_json(msg="offline_first takes Package Manager nodes offline before others come online; got "
+                             "product=%s and state=%s. Give product=package_manager with state=online, or take the "
+                             "nodes offline in a task of their own." % (params["product"], params["state"]))
+    both = [name for name in offline_first if name in requested]
+    if both:
+        module.fail_json(msg="%s cannot both go offline first and come online: remove %s from offline_first or "
+                             "from nodes." % (", ".join(both), "it" if len(both) == 1 else "them"))
     adapter = PRODUCT_CLIS.get(params["product"])
     if params["state"] == "absent" and adapter is not None and adapter.cannot_delete_nodes:
         module.fail_json(msg=adapter.cannot_delete_nodes)
@@ -231,7 +281,7 @@ def _wait_healthy(module, cli, started):
                                  "the task again." % (module.params["nodes"][0].strip(), module.params["state"],
                                                       mask_url(url), module.params["timeout"], attempts,
                                                       "HTTP %s" % status if status is not None else error),
-                             commands=cli.commands)
+                             commands=cli.commands, **cli.failure_details)
         _sleep(max(0.0, min(HEALTH_DELAY, deadline - _now())))
 
 
@@ -261,21 +311,67 @@ def _change_while_probing(module, change):
     return outcome["result"]
 
 
+def _mode_change_result(cli, result, state, names, timeout, started, context=""):
+    """Fail unless ``rspm cluster <state>`` (``result``) left every node of ``names`` in ``state``; return the
+    listing it printed, by name. ``context`` starts each message (which part of the task failed)."""
+    waited = _now() - started
+    if result.rc != 0:
+        error = cli.mode_error(result)
+        if error and error["kind"] == "timeout":
+            by_name = dict((node["name"], node) for node in cli.listing(result))
+            cli.fail_command("%sTimed out after %ss waiting for node(s) to be %s: %s." % (
+                context, timeout, state, describe_nodes([by_name[name] for name in names if name in by_name])),
+                result, nodes=[by_name[name] for name in names if name in by_name], waited=round(waited, 1))
+        if error and error["kind"] == "unknown_nodes":
+            cli.fail_command("%srspm does not know node(s) %s (known: %s); the cluster changed while this task ran."
+                             % (context, ", ".join(error["unknown"]), ", ".join(error["known"])), result)
+        cli.fail_command("%s`%s` failed with exit code %s: %s" % (
+            context, result.command, result.rc, (result.stderr or result.stdout).strip()), result)
+    after = dict((node["name"], node) for node in cli.listing(result))
+    missing = [name for name in names if name not in after]
+    wrong = [after[name] for name in names if name in after and after[name]["mode"] != state]
+    if missing or wrong:
+        cli.fail_command("%srspm reported success but the listing it printed shows %s%s." % (
+            context, ("node(s) not %s: %s" % (state, describe_nodes(wrong))) if wrong else "",
+            ("%smissing node(s): %s" % ("; " if wrong else "", ", ".join(missing))) if missing else ""), result)
+    return after
+
+
 def package_manager(module, cli, requested):
     state = module.params["state"]
+    offline_first = _names(module, "offline_first")
+    if offline_first:
+        # Until `rspm cluster online` runs, the nodes in `nodes` are as they were: a caller may undo the rest.
+        cli.failure_details["stage"] = "offline_first"
     records = cli.list_nodes()
     by_name = dict((record["name"], record) for record in records)
-    unknown = [name for name in requested if name not in by_name]
+    unknown = [name for name in offline_first + requested if name not in by_name]
     if unknown:
         module.fail_json(msg="Unknown Package Manager node(s): %s. Known nodes: %s. Use the names printed by "
                              "`rspm cluster nodes` (Server.HostName or the host name)." % (
                                  ", ".join(unknown), ", ".join(sorted(by_name)) or "none"),
-                         known_nodes=sorted(by_name), commands=cli.commands)
+                         known_nodes=sorted(by_name), commands=cli.commands, **cli.failure_details)
+    take_offline = [name for name in offline_first if by_name[name]["mode"] != "offline"]
     to_change = [name for name in requested if by_name[name]["mode"] != state]
-    if not to_change or module.check_mode:
-        _finish(module, cli, [by_name[name] for name in requested], to_change)
+    if not (take_offline or to_change) or module.check_mode:
+        _finish(module, cli, [by_name[name] for name in offline_first + requested], take_offline + to_change)
 
     started = _now()
+    offline_rows = [by_name[name] for name in offline_first]
+    if take_offline:
+        timeout = module.params["offline_timeout"]
+        after = _mode_change_result(
+            cli, cli.set_mode("offline", take_offline, timeout), "offline", offline_first, timeout, started,
+            context="Taking %s offline before bringing %s online failed (%s not changed): " % (
+                ", ".join(take_offline), ", ".join(requested), "it was" if len(requested) == 1 else "they were"))
+        offline_rows = [after[name] for name in offline_first]
+        by_name.update((name, after[name]) for name in requested if name in after)
+        to_change = [name for name in requested if by_name[name]["mode"] != state]
+    if offline_first:
+        # From here `rspm cluster online` may run: the nodes in `nodes` may change.
+        cli.failure_details["stage"] = "online"
+    if not to_change:
+        _finish(module, cli, offline_rows + [by_name[name] for name in requested], take_offline, started)
 
     def change():
         return cli.set_mode(state, to_change, module.params["timeout"])
@@ -284,33 +380,12 @@ def package_manager(module, cli, requested):
         result = _change_while_probing(module, change)
         if result is None:
             # rspm's listing gives the mode as the status too.
-            _finish(module, cli, [dict(by_name[name], mode=state, status=state) for name in requested], to_change,
-                    started, healthy=True)
+            _finish(module, cli, offline_rows + [dict(by_name[name], mode=state, status=state) for name in requested],
+                    take_offline + to_change, started, healthy=True)
     else:
         result = change()
-    waited = _now() - started
-    if result.rc != 0:
-        error = cli.mode_error(result)
-        if error and error["kind"] == "timeout":
-            by_name = dict((node["name"], node) for node in cli.listing(result))
-            cli.fail_command("Timed out after %ss waiting for node(s) to be %s: %s." % (
-                module.params["timeout"], state,
-                describe_nodes([by_name[name] for name in requested if name in by_name])), result,
-                nodes=[by_name[name] for name in requested if name in by_name], waited=round(waited, 1))
-        if error and error["kind"] == "unknown_nodes":
-            cli.fail_command("rspm does not know node(s) %s (known: %s); the cluster changed while this task ran."
-                             % (", ".join(error["unknown"]), ", ".join(error["known"])), result)
-        cli.fail_command("`%s` failed with exit code %s: %s" % (
-            result.command, result.rc, (result.stderr or result.stdout).strip()), result)
-
-    after = dict((node["name"], node) for node in cli.listing(result))
-    missing = [name for name in requested if name not in after]
-    wrong = [after[name] for name in requested if name in after and after[name]["mode"] != state]
-    if missing or wrong:
-        cli.fail_command("rspm reported success but the listing it printed shows %s%s." % (
-            ("node(s) not %s: %s" % (state, describe_nodes(wrong))) if wrong else "",
-            ("%smissing node(s): %s" % ("; " if wrong else "", ", ".join(missing))) if missing else ""), result)
-    _finish(module, cli, [after[name] for name in requested], to_change, started)
+    after = _mode_change_result(cli, result, state, requested, module.params["timeout"], started)
+    _finish(module, cli, offline_rows + [after[name] for name in requested], take_offline + to_change, started)
 
 
 def _resolve_workbench(module, cli, requested, records, allow_unknown):
@@ -427,6 +502,8 @@ def main():
         state=dict(type="str", default="online", choices=["online", "offline", "absent"]),
         timeout=dict(type="int", default=60),
         health_url=dict(type="str"),
+        offline_first=dict(type="list", elements="str", default=[]),
+        offline_timeout=dict(type="int", default=60),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     requested = _validate(module)

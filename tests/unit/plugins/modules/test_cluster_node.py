@@ -27,6 +27,9 @@ def C(args, stdout="", rc=0, stderr="", duration=0.0):
     return dict(args=args, stdout=stdout, rc=rc, stderr=stderr, duration=duration)
 
 
+ALL_OFFLINE = "pm1 2023.12.0-13 offline\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n"
+
+
 # Each case: args, calls, and expect = {failed, msg (fragments), changed, changed_nodes, modes, waited, ...}.
 CASES = {
     # ---- Package Manager -------------------------------------------------------------------------------------
@@ -115,6 +118,73 @@ CASES = {
                C(PM_NODES_HUMAN, rc=1, stderr="Error: database is unreachable\n")],
         expect=dict(failed=True, msg=["`%s cluster nodes` failed with exit code 1: Error: database is unreachable"],
                     rc=1)),
+    # ---- Package Manager, offline_first: the old nodes offline, then the upgraded ones online, in one task -------
+    "pm-offline-first-then-online": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], offline_timeout=120, nodes=["pm1"],
+                  timeout=300),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2,pm3", "--timeout=120", JSON],
+                 ALL_OFFLINE, duration=0.6),
+               C(["cluster", "online", "--nodes=pm1", "--timeout=300", JSON],
+                 "pm1 2023.12.0-13 online\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n", duration=5.2)],
+        expect=dict(changed=True, changed_nodes=["pm2", "pm3", "pm1"],
+                    modes={"pm2": "offline", "pm3": "offline", "pm1": "online"}, waited=5.8)),
+    "pm-offline-first-only-the-ones-online": dict(
+        # This rspm printed its human listing for the JSON flag: the changes are asked without it.
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], nodes=["pm1"]),
+        calls=[C(PM_NODES, "pm1 2023.12.0-13 offline\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 online\n"),
+               C(["cluster", "offline", "--nodes=pm3", "--timeout=60"], ALL_OFFLINE),
+               C(["cluster", "online", "--nodes=pm1", "--timeout=60"],
+                 "pm1 2023.12.0-13 online\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n")],
+        expect=dict(changed=True, changed_nodes=["pm3", "pm1"],
+                    modes={"pm2": "offline", "pm3": "offline", "pm1": "online"})),
+    "pm-offline-first-already-offline-brings-online-only": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], nodes=["pm1"]),
+        calls=[C(PM_NODES, ALL_OFFLINE),
+               C(["cluster", "online", "--nodes=pm1", "--timeout=60"],
+                 "pm1 2023.12.0-13 online\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n")],
+        expect=dict(changed=True, changed_nodes=["pm1"],
+                    modes={"pm2": "offline", "pm3": "offline", "pm1": "online"})),
+    "pm-offline-first-nothing-to-do": dict(
+        args=dict(product="package_manager", offline_first=["pm2"], nodes=["pm1"]),
+        calls=[C(PM_NODES, "pm1 2023.12.0-13 online\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n")],
+        expect=dict(changed=False, changed_nodes=[], modes={"pm2": "offline", "pm1": "online"}, waited=0)),
+    "pm-offline-first-online-already-takes-the-others-offline": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], nodes=["pm1"]),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-all-online.txt"),
+               C(["cluster", "offline", "--nodes=pm2,pm3", "--timeout=60", JSON],
+                 "pm1 2023.12.0-13 online\npm2 2023.08.4-20 offline\npm3 2023.08.4-20 offline\n")],
+        expect=dict(changed=True, changed_nodes=["pm2", "pm3"],
+                    modes={"pm2": "offline", "pm3": "offline", "pm1": "online"})),
+    "pm-offline-first-check-mode": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], nodes=["pm1"]), check_mode=True,
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt")],
+        expect=dict(changed=True, changed_nodes=["pm2", "pm3", "pm1"],
+                    modes={"pm2": "online", "pm3": "online", "pm1": "offline"}, waited=0)),
+    "pm-offline-first-timeout-leaves-the-online-nodes-alone": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm3"], offline_timeout=5, nodes=["pm1"],
+                  timeout=300),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2,pm3", "--timeout=5", JSON], "@rspm/cluster-nodes-two-offline.txt",
+                 rc=1, stderr="Error: timed out after 5 seconds waiting for node(s) pm3 to be offline\n",
+                 duration=5.0)],
+        expect=dict(failed=True, stage="offline_first",
+                    msg=["Taking pm2, pm3 offline before bringing pm1 online failed (it was not changed): Timed out "
+                         "after 5s waiting for node(s) to be offline: pm2 (offline), pm3 (online)."],
+                    modes={"pm2": "offline", "pm3": "online"}, rc=1)),
+    "pm-offline-first-unknown-node": dict(
+        args=dict(product="package_manager", offline_first=["pm2", "pm9"], nodes=["pm1"]),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt")],
+        expect=dict(failed=True, stage="offline_first", msg=["Unknown Package Manager node(s): pm9."],
+                    known_nodes=["pm1", "pm2", "pm3"])),
+    "pm-offline-first-then-online-fails": dict(
+        args=dict(product="package_manager", offline_first=["pm2"], nodes=["pm1"], timeout=5),
+        calls=[C(PM_NODES, "json@rspm/cluster-nodes-pm1-offline.txt"),
+               C(["cluster", "offline", "--nodes=pm2", "--timeout=60", JSON], "@rspm/cluster-nodes-two-offline.txt"),
+               C(["cluster", "online", "--nodes=pm1", "--timeout=5", JSON], "@rspm/cluster-nodes-two-offline.txt",
+                 rc=1, stderr="Error: timed out after 5 seconds waiting for node(s) pm1 to be online\n")],
+        expect=dict(failed=True, stage="online",
+                    msg=["Timed out after 5s waiting for node(s) to be online: pm1 (offline)."], rc=1)),
     # ---- Package Manager listings: JSON first, the human listing when JSON cannot be had or read ------------------
     "pm-json-flag-refused-reads-human-listing": dict(
         args=dict(product="package_manager", nodes=["pm1"], state="offline"),
@@ -349,11 +419,12 @@ def test_cluster_node(name, run_module, fake_cli, call_factory, cli_output, iden
         assert fragment.replace("%s", fake_cli.path) in result["msg"]
     # Every CLI call made is reported, in order.
     assert result.get("commands", []) == [" ".join([fake_cli.path] + c["args"]) for c in case["calls"]]
-    for key in ("changed", "changed_nodes", "waited", "known_nodes", "rc", "nodes"):
+    for key in ("changed", "changed_nodes", "waited", "known_nodes", "rc", "nodes", "stage"):
         if key in expect:
             assert result[key] == expect[key], key
     if "modes" in expect:
-        assert dict((node["name"], node["mode"]) for node in result["nodes"]) == expect["modes"]
+        # In the order returned: those of offline_first first.
+        assert [(node["name"], node["mode"]) for node in result["nodes"]] == list(expect["modes"].items())
     if "ids" in expect:
         assert dict((node["name"], node["id"]) for node in result["nodes"]) == expect["ids"]
     if "sleeps" in expect:
@@ -564,3 +635,44 @@ def test_health_url_needs_one_node_coming_online(run_module, fake_cli, identity,
     assert failed and "health_url is the health URL of one node coming online; got state=%s and %d node(s)" % (
         state, len(nodes)) in result["msg"]
     assert fake_cli.seen == []
+
+
+# ---- offline_first: what it is for, and what it refuses ----------------------------------------------------------
+@pytest.mark.parametrize("args, fragment", [
+    (dict(product="workbench", offline_first=["rsw2"], nodes=["rsw1"]),
+     "got product=workbench and state=online. Give product=package_manager with state=online"),
+    (dict(product="package_manager", offline_first=["pm2"], nodes=["pm1"], state="offline"),
+     "got product=package_manager and state=offline"),
+    (dict(product="package_manager", offline_first=["pm2", "pm1"], nodes=["pm1"]),
+     "pm1 cannot both go offline first and come online: remove it from offline_first or from nodes."),
+    (dict(product="package_manager", offline_first=["pm2", ""], nodes=["pm1"]),
+     "offline_first contains an empty name"),
+    (dict(product="package_manager", offline_first=["pm2,pm3"], nodes=["pm1"]),
+     "Node name 'pm2,pm3' in offline_first contains a comma"),
+    (dict(product="package_manager", offline_first=["pm2"], offline_timeout=0, nodes=["pm1"]),
+     "offline_timeout must be at least 1 second, got 0."),
+])
+def test_offline_first_refuses_what_it_cannot_do(run_module, fake_cli, identity, clock, args, fragment):
+    failed, result = run_module(cluster_node.main, dict(args, cli_path=fake_cli.path))
+    assert failed and fragment in result["msg"], result["msg"]
+    assert fake_cli.seen == []
+
+
+def test_offline_first_with_health_url_returns_at_the_first_healthy_answer(
+        run_module, fake_cli, call_factory, cli_output, identity, clock, health):
+    fake_cli.script([call_factory(PM_NODES, 0, _text("json@rspm/cluster-nodes-pm1-offline.txt", cli_output), ""),
+                     call_factory(["cluster", "offline", "--nodes=pm2,pm3", "--timeout=60", JSON], 0, ALL_OFFLINE,
+                                  "", 0.6),
+                     call_factory(ONLINE_PM1, 0, _text("json@rspm/cluster-nodes-all-online.txt", cli_output), "",
+                                  41.0)])
+    answers = health(503, 503, 200)
+    failed, result = run_module(cluster_node.main, dict(product="package_manager", offline_first=["pm2", "pm3"],
+                                                        nodes=["pm1"], timeout=300, health_url=HEALTH_URL,
+                                                        cli_path=fake_cli.path))
+    assert not failed, result
+    assert result["healthy"] is True and result["changed_nodes"] == ["pm2", "pm3", "pm1"]
+    assert [(node["name"], node["mode"]) for node in result["nodes"]] == [
+        ("pm2", "offline"), ("pm3", "offline"), ("pm1", "online")]
+    # The health URL is read only once pm1 was asked to come online, never while the others were going offline.
+    assert result["commands"][1].endswith("cluster offline --nodes=pm2,pm3 --timeout=60 " + JSON)
+    assert len(answers.urls) == 3
