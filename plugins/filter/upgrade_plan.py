@@ -133,8 +133,17 @@ _value:
         - Never a node still running from an earlier run, which may answer before the other nodes have left.
       type: list
       elements: str
+    offline_with_first:
+      description:
+        - Package Manager's V(stop) nodes whose service runs. The V(stop) step only drains them at the load balancer;
+          the V(first) nodes take them offline in the cluster in the same M(positops.ha.cluster_node) task that
+          brings the first nodes online (O(positops.ha.cluster_node#module:offline_first)), which keeps a module
+          start and a node listing out of the window in which no node serves.
+      type: list
+      elements: str
     nodes:
-      description: Per host, what the plan read (C(installed), C(needs_reinstall), C(needs_configure), C(serving)).
+      description: Per host, what the plan read (C(installed), C(needs_reinstall), C(needs_configure), C(serving),
+        C(node_name)).
       type: dict
     summary:
       description: The plan in one sentence, for the run's output.
@@ -203,7 +212,8 @@ def read_nodes(nodes, record, cluster_nodes):
         serving = bool(state.get("healthy"))
         if has_modes:
             serving = serving and _serving_in_cluster(_cluster_rows(cluster_nodes, state.get("node_name") or host))
-        read[host] = dict(package, active=bool(state.get("active")), serving=serving)
+        read[host] = dict(package, active=bool(state.get("active")), serving=serving,
+                          node_name=state.get("node_name") or host)
     return read
 
 
@@ -266,7 +276,7 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
                                  node_names),
               "nodes": read, "done": [], "todo": [], "keep_running": [],
               "steps": {step: [] for step in STEPS}, "rest_serial": 1,
-              "hold": False, "hold_step": "", "admit": [], "early_action": "install"}
+              "hold": False, "hold_step": "", "admit": [], "offline_with_first": [], "early_action": "install"}
     done = [host for host in hosts if read[host]["installed"] == target and read[host]["serving"]]
     todo = [host for host in hosts if host not in done]
     # An earlier run got these to the target: installed, or unpacked and waiting for their start (step first).
@@ -303,6 +313,12 @@ def plan(nodes, record, target, batch_size=0, inventory_hosts=None, cluster_node
     # only come from their new version, online (see RETURN).
     if result["hold"] and upgrade.get("unhealthy_out_of_service"):
         result["admit"] = [host for host in steps["first"] if host not in result["keep_running"]]
+    # Package Manager: the stop step only drains these nodes at the load balancer, and the first nodes' own
+    # cluster_node call takes them offline right before it brings the first nodes online (the documented order),
+    # which spares the window a module start and a node listing. Only nodes whose service runs can go offline.
+    if result["hold"] and upgrade["early_batch"] and record.get("node_cli"):
+        result["offline_with_first"] = [host for host in steps["stop"]
+                                        if read[host]["active"] and host not in result["keep_running"]]
     # An earlier run got somewhere (versions mixed, a package left half-installed): pre-flight ran before it.
     result["resuming"] = bool(staged or done and todo or any(
         read[host]["needs_reinstall"] or read[host]["needs_configure"] for host in hosts))
@@ -332,13 +348,15 @@ def upgrade_plan(nodes, record, target, batch_size=0, inventory_hosts=None, clus
     return plan(nodes, record, target, batch_size, inventory_hosts, cluster_nodes)
 
 
-def upgrade_restore(upgrade, step, installed_now, unreachable=None, play_hosts=None, record=None, target=None):
+def upgrade_restore(upgrade, step, installed_now, unreachable=None, play_hosts=None, record=None, target=None,
+                    stages=None):
     """The nodes a failed step puts back into service (the upgrade_restore filter, documented in upgrade_restore.yml).
 
     Only while the schema cannot have moved: no node serves the target version yet, and the failed step is one
-    that takes nodes out (early, stop) or, for products without an early batch, the first step before any first
-    node holds the target version. Only nodes that served before the run, answer, and still run the version they
-    had then go back.
+    that takes nodes out (early, stop), or the first step before any first node could migrate: for products
+    without an early batch while no first node holds the target version, for Package Manager while every first
+    node failed before it was asked to come online (its cluster_node ``stage`` is ``offline_first``). Only nodes
+    that served before the run, answer, and still run the version they had then go back.
     """
     unreachable = set(unreachable or [])
     record = record or {}
@@ -346,8 +364,13 @@ def upgrade_restore(upgrade, step, installed_now, unreachable=None, play_hosts=N
     first = upgrade["steps"]["first"]
     first_untouched = all(installed_now.get(host) != target for host in first) and not unreachable & set(first)
     early_batch = (record.get("upgrade") or {}).get("early_batch", True)
+    stages = stages or {}
+    # Every first node failed while taking the others offline: none was asked to come online (and migrate).
+    never_asked_online = bool(play_hosts) and not unreachable & set(play_hosts) and all(
+        stages.get(host) == "offline_first" for host in play_hosts)
     schema_safe = not upgrade["done"] and (
-        step in ("early", "stop") or (step == "first" and not early_batch and first_untouched))
+        step in ("early", "stop")
+        or (step == "first" and (first_untouched if not early_batch else never_asked_online)))
     if not schema_safe:
         return []
     candidates = upgrade["steps"]["stop"] if step == "first" else list(play_hosts or [])

@@ -1,13 +1,16 @@
 """Rolling upgrade of a 2-node Package Manager cluster behind HAProxy, with two faults on the way.
 
-The product's pooled lab cluster (tests/lab_tests/conftest.py), in order: a package URL that 404s (stops before any node leaves service), a migration
-timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
+The product's pooled lab cluster (tests/lab_tests/conftest.py), in order: a package URL that 404s (stops before any node leaves service), an
+old node that cannot go offline in time (stops before the first node comes online, and the old node serves again), a
+migration timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
 After every run: no node serves with a binary older than the database schema, and the data written before the
 upgrade (a repository in PostgreSQL, a file on the share) is still there. Last, on the same cluster, site.yml
 applies a setting that needs a restart: the nodes restart one at a time under traffic, and a re-run restarts none.
 """
 
 import json
+import shlex
+import threading
 import time
 
 import pytest
@@ -52,6 +55,43 @@ def test_package_url_404_stops_before_any_node_leaves_service(cluster):
     assert set(versions(cluster).values()) == {cluster.old_version}
     assert [cluster.health(node) for node in cluster.nodes] == [200, 200]
     assert set(cluster.lb_status().values()) == {"UP"}
+    assert_safe_and_intact(cluster)
+
+
+def test_an_old_node_slow_to_go_offline_is_put_back_before_any_node_comes_online(cluster):
+    """The first node's call takes the second offline, then would bring the first online: a request still running
+    on the second keeps it from going offline within the timeout, so the first is never asked online (the schema
+    cannot have moved) and the rescue puts the second back into service on its old version."""
+    first, second = cluster.nodes
+    # Started once the first node leaves service: it lasts through step stop into step first (about 10 s later,
+    # more on a busy host), and its end lets the second node go offline and then, put back, online again.
+    in_flight = threading.Thread(target=second.exec, kwargs=dict(
+        command="python3 -c %s" % shlex.quote(
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/__emulator__/slow?seconds=45', "
+            "timeout=90).read()" % cluster.spec["port"]), check=False))
+    run = cluster.start_playbook("rolling_upgrade.yml", cluster.upgrade_vars(rolling_upgrade_offline_timeout=3),
+                                 "run-offline-timeout.log")
+    deadline = time.monotonic() + 600
+    while "(4/7) Rolling upgrade" not in run.output():
+        assert run.running() and time.monotonic() < deadline, run.output()[-3000:]
+        time.sleep(0.2)
+    in_flight.start()
+    try:
+        rc = run.finish()
+    finally:
+        in_flight.join(120)
+    output = run.output()
+    assert rc != 0
+    assert "stopped in step 'first'" in output
+    first_host, second_host = cluster.hosts()
+    assert "Taking %s offline before bringing %s online failed" % (second_host, first_host) in output
+    assert "Put back into service on their old version: %s" % second_host in output
+    assert versions(cluster) == {first.name: cluster.new_version, second.name: cluster.old_version}
+    modes = dict(line.split()[::2] for line in second.output("/opt/rstudio-pm/bin/rspm cluster nodes").splitlines())
+    assert modes == {first_host: "offline", second_host: "online"}
+    assert [cluster.health(node) for node in cluster.nodes] == [503, 200]
+    assert cluster.lb_status()[second_host] == "UP" and not cluster.lb_hold_on()
+    assert cluster.migrations_started() == 0
     assert_safe_and_intact(cluster)
 
 

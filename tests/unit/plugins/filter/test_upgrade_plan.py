@@ -44,6 +44,8 @@ def test_package_manager_first_batch_is_half_and_upgraded_while_the_others_serve
     assert result["resuming"] is False and result["early_action"] == "install" and result["hold_step"] == "stop"
     # The first batch answers 503 while offline: the load balancer admits it at its first healthy answer.
     assert result["admit"] == ["pm1"]
+    # pm1's own call takes pm2 and pm3 offline just before it brings pm1 online.
+    assert result["offline_with_first"] == ["pm2", "pm3"]
     assert result["summary"] == (
         "Posit Package Manager to %s: already done: none; upgraded while the others serve: pm1; out of service "
         "together: pm2, pm3; first back (schema migration): pm1; then, 2 at a time: pm2, pm3" % NEW)
@@ -239,10 +241,10 @@ def test_dpkg_status_filter_names_each_need():
     assert dpkg_status("")["absent"] is True
 
 
-def restore(upgrade, step, installed_now, unreachable=(), play_hosts=(), record=None):
+def restore(upgrade, step, installed_now, unreachable=(), play_hosts=(), record=None, stages=None):
     record = PM if record is None else record
     return FilterModule().filters()["upgrade_restore"](upgrade, step, installed_now, list(unreachable),
-                                                       list(play_hosts), record, NEW)
+                                                       list(play_hosts), record, NEW, stages)
 
 
 def test_a_failed_take_out_step_puts_back_the_nodes_that_served_and_are_unchanged():
@@ -259,7 +261,41 @@ def test_after_package_managers_first_step_nothing_goes_back_the_schema_may_have
     nodes = cluster(2)
     upgrade = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
     assert restore(upgrade, "first", {"pm1": NEW, "pm2": OLD}, play_hosts=["pm1"]) == []
+    assert restore(upgrade, "first", {"pm1": NEW, "pm2": OLD}, play_hosts=["pm1"], stages={"pm1": "online"}) == []
     assert restore(upgrade, "rest", {"pm1": NEW, "pm2": OLD}, play_hosts=["pm2"]) == []
+
+
+def test_package_managers_first_step_failing_while_taking_the_others_offline_puts_them_back():
+    nodes = cluster(4)
+    upgrade = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert upgrade["steps"]["first"] == ["pm1", "pm2"] and upgrade["offline_with_first"] == ["pm3", "pm4"]
+    installed = {"pm1": NEW, "pm2": NEW, "pm3": OLD, "pm4": OLD}
+    both_before_online = {"pm1": "offline_first", "pm2": "offline_first"}
+    assert restore(upgrade, "first", installed, play_hosts=["pm1", "pm2"], stages=both_before_online) == [
+        "pm3", "pm4"]
+    # pm2 got past it (asked to come online, it may have migrated), or another task failed, or pm2 stopped
+    # answering: nothing can be known of the schema.
+    for stages, unreachable in (({"pm1": "offline_first", "pm2": "online"}, ()),
+                                ({"pm1": "offline_first", "pm2": ""}, ()),
+                                ({"pm1": "offline_first"}, ["pm2"])):
+        assert restore(upgrade, "first", installed, unreachable=unreachable, play_hosts=["pm1", "pm2"],
+                       stages=stages) == [], stages
+    # A node that no longer runs its old version does not go back.
+    assert restore(upgrade, "first", dict(installed, pm4=""), play_hosts=["pm1", "pm2"],
+                   stages=both_before_online) == ["pm3"]
+
+
+def test_only_package_managers_running_stop_nodes_go_offline_with_the_first_call():
+    nodes = cluster(3, pm3=node(active=False, healthy=False))
+    result = plan(nodes, PM, NEW, inventory_hosts=list(nodes), cluster_nodes=online(nodes))
+    assert result["steps"]["stop"] == ["pm2", "pm3"] and result["offline_with_first"] == ["pm2"]
+    # Connect and Workbench stop every node in the stop step; a single node has no stop step; a resumed run after
+    # the schema moved has no first step.
+    assert plan(cluster(3, prefix="w"), WORKBENCH, NEW, inventory_hosts=["w1", "w2", "w3"])["offline_with_first"] == []
+    assert plan(cluster(1), PM, NEW, inventory_hosts=["pm1"], cluster_nodes=online(["pm1"]))["offline_with_first"] == []
+    moved = cluster(3, pm1=node(NEW))
+    assert plan(moved, PM, NEW, inventory_hosts=list(moved),
+                cluster_nodes=online(moved, {"pm1": NEW}))["offline_with_first"] == []
 
 
 def test_connects_first_step_puts_the_stopped_nodes_back_while_no_first_node_has_the_target():
