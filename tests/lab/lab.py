@@ -185,12 +185,12 @@ class Node:
                     self.name, command, timeout, last.returncode, last.stdout.strip(), last.stderr.strip()))
             time.sleep(interval)
 
-    def wait_inside(self, condition, timeout, what, unless=lambda: False):
+    def wait_inside(self, condition, timeout, what, unless=lambda: False, interval=0.2):
         """Wait until the shell ``condition`` succeeds in the container, or ``unless()`` is true; return whether the
-        condition held. One ``docker exec`` polls there every 0.2 s: an exec per poll costs the host ~70 ms of CPU,
-        a quarter of a core for minutes at the 0.3 s a fault test needs to catch its moment."""
+        condition held. One ``docker exec`` polls there every ``interval`` s: an exec per poll costs the host ~70 ms
+        of CPU, a quarter of a core for minutes at the 0.3 s a fault test needs to catch its moment."""
         marker = "positops-wait-%d-%d" % (os.getpid(), time.monotonic_ns())
-        script = ": %s; until %s; do sleep 0.2; done" % (marker, condition)
+        script = ": %s; until %s; do sleep %s; done" % (marker, condition, interval)
         args = ["docker", "exec", self.container, "timeout", str(int(timeout) + 5), "bash", "-c", script]
         watcher = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
