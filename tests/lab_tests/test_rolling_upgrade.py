@@ -1,8 +1,9 @@
-"""Rolling upgrade of a 2-node Package Manager cluster behind HAProxy, with two faults on the way.
+"""Rolling upgrade of a 2-node Package Manager cluster behind HAProxy, with three faults on the way.
 
-The product's pooled lab cluster (tests/lab_tests/conftest.py), in order: a package URL that 404s (stops before any node leaves service), an
-old node that cannot go offline in time (stops before the first node comes online, and the old node serves again), a
-migration timeout too short (stops in the online step), a re-run that resumes and finishes, then a run that changes nothing.
+The product's pooled lab cluster (tests/lab_tests/conftest.py), in order: a package URL that 404s (stops before any
+node leaves service), an old node that cannot go offline in time (stops before the first node comes online, and the
+old node serves again), a migration timeout too short (stops in the online step), a re-run that resumes and
+finishes, then a run that changes nothing.
 After every run: no node serves with a binary older than the database schema, and the data written before the
 upgrade (a repository in PostgreSQL, a file on the share) is still there. Last, on the same cluster, site.yml
 applies a setting that needs a restart: the nodes restart one at a time under traffic, and a re-run restarts none.
