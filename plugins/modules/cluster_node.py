@@ -249,6 +249,8 @@ def _validate(module):
     adapter = PRODUCT_CLIS.get(params["product"])
     if params["state"] == "absent" and adapter is not None and adapter.cannot_delete_nodes:
         module.fail_json(msg=adapter.cannot_delete_nodes)
+    # Cleaned once, here: the product's function reads it from the parameters.
+    params["offline_first"] = offline_first
     return requested
 
 
@@ -339,7 +341,7 @@ def _mode_change_result(cli, result, state, names, timeout, started, context="")
 
 def package_manager(module, cli, requested):
     state = module.params["state"]
-    offline_first = _names(module, "offline_first")
+    offline_first = module.params["offline_first"]
     if offline_first:
         # Until `rspm cluster online` runs, the nodes in `nodes` are as they were: a caller may undo the rest.
         cli.failure_details["stage"] = "offline_first"
